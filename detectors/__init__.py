@@ -1,0 +1,1 @@
+"""Detectors: one module per family; each Detector subclass registers itself by its stable name."""

@@ -1,0 +1,231 @@
+"""Settings: embedded defaults, then a TOML config file, then DLP_* environment variables, then flags.
+
+Every default lives here and only here. Sections are frozen dataclasses; an unknown key or a value of
+the wrong type is a ConfigError that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A configuration problem an operator can fix; the message names the file and key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on the work one message may cause (design invariant 4)."""
+
+    max_message_bytes: int = 64 * MiB  # raw input accepted for inspection
+    max_text_chars: int = 32 * 1024 * 1024  # extracted text scanned per message
+    max_part_chars: int = 8 * 1024 * 1024  # extracted text scanned per part
+    mime_depth: int = 20
+    archive_depth: int = 6
+    archive_members: int = 10_000
+    member_bytes: int = 64 * MiB
+    total_extracted_bytes: int = 256 * MiB
+    compression_ratio: int = 200
+    blob_decode_bytes: int = 4 * MiB  # opportunistic base64/hex/percent decoding per part
+    time_budget_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionSettings:
+    workers: int = 0  # process-pool size; 0 = one per core
+    policy_file: str = ""  # an operator's override file, merged over the shipped policy
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    listen: str = "127.0.0.1:10025"  # HOST:PORT, or "off"
+    next_hop: str = ""  # HOST:PORT; empty = the demo outbox folder under the data directory
+    hostname: str = "dlp.localhost"
+    max_message_bytes: int = 32 * MiB
+    max_recipients: int = 100
+    max_line_length: int = 998
+    max_sessions: int = 200
+    max_sessions_per_ip: int = 50
+    idle_timeout_seconds: float = 60.0
+    forward_timeout_seconds: float = 120.0
+    fail_mode: str = "tempfail"  # "tempfail" | "open" (forward, stamped X-DLP-Unscanned)
+    quarantine_reply: str = "accept"  # "accept" (250) | "reject" (550 with the incident id)
+    min_free_bytes: int = 256 * MiB  # below this, 452 at MAIL FROM
+    tls_cert: str = ""
+    tls_key: str = ""
+    require_tls: bool = False
+    auth_users_file: str = ""  # optional: "user:argon2hash" lines; empty = no AUTH offered
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    listen: str = "127.0.0.1:8080"  # HOST:PORT, or "off"
+    mode: str = "regular"  # "regular" | "transparent"
+    max_body_bytes: int = 32 * MiB
+    fail_mode: str = "block"  # "block" | "open"
+    passthrough_hosts: tuple[str, ...] = ()  # TLS not intercepted (pinned apps); counted as uninspected
+    block_page_template: str = ""  # path to an operator's jinja2 template; empty = shipped page
+    confdir: str = ""  # mitmproxy CA directory; empty = <data-dir>/mitmproxy
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    listen: str = "127.0.0.1:8000"  # HOST:PORT, or "off"
+    session_minutes: int = 480
+    secure_cookies: bool = False  # set true behind TLS
+    public_url: str = "http://127.0.0.1:8000"  # used in links sent to agents
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    listen: str = "127.0.0.1:9108"  # HOST:PORT, or "off"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    key_file: str = ""  # empty = <data-dir>/keys/quarantine.key (created 0600 on first run)
+    key_env: str = "DLP_QUARANTINE_KEY"  # base64 key in the environment wins over the file
+    retention_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSettings:
+    jsonl_file: str = ""  # empty = <data-dir>/alerts.jsonl; "off" disables
+    syslog: str = ""  # "udp://host:514" | "tcp://host:601" | "unix:///dev/log"
+    webhook_url: str = ""
+    webhook_timeout_seconds: float = 5.0
+    queue_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: str = ".dlp-data"  # deployments set /var/lib/dlp in their config
+    log_level: str = "info"
+    inspection: InspectionSettings = field(default_factory=InspectionSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    proxy: ProxySettings = field(default_factory=ProxySettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: typing.Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults <- config file <- DLP_SECTION_KEY environment variables <- `overrides` ("smtp.listen": v)."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if config_file:
+        path = Path(config_file)
+        source = str(path)
+        try:
+            tree = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: no such config file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    for key, value in _environment_overrides(environ if environ is not None else os.environ).items():
+        _set_dotted(tree, key, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(tree, key, value)
+    return _build(Settings, tree, source, "")
+
+
+def _environment_overrides(environ: typing.Mapping[str, str]) -> dict[str, str]:
+    """DLP_DATA_DIR -> data_dir; DLP_SMTP_NEXT_HOP -> smtp.next_hop."""
+    sections = {f.name for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(f.default_factory)}  # type: ignore[arg-type]
+    out: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.startswith("DLP_") or name == "DLP_QUARANTINE_KEY":
+            continue
+        key = name[4:].lower()
+        section, _, rest = key.partition("_")
+        out[f"{section}.{rest}" if section in sections and rest else key] = value
+    return out
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = tree
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+
+
+def _build(cls: type, values: Any, source: str, prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: [{prefix.rstrip('.')}] must be a table")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting {prefix}{unknown[0]}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(hints[name], value, source, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, source: str, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, source, key + ".")  # type: ignore[arg-type]
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in {"1", "true", "yes", "on"}:
+                    return True
+                if value.lower() in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(value)
+            if not isinstance(value, bool):
+                raise ValueError(value)
+            return value
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str | int):
+                raise ValueError(value)
+            return str(value)
+        if origin is tuple:
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple):
+                raise ValueError(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if origin in (types.UnionType, typing.Union):
+            return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {key} has the wrong type ({type(value).__name__})") from exc
+    return value
+
+
+def parse_listen(value: str, what: str) -> tuple[str, int] | None:
+    """'HOST:PORT' or '[::1]:PORT' -> (host, port); 'off' or '' -> None."""
+    if value.strip().lower() in {"", "off", "none"}:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{what}: expected HOST:PORT or 'off', got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
