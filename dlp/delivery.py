@@ -1,0 +1,162 @@
+"""Hand a message to the next hop (an SMTP server) or, with none configured, to the demo outbox folder.
+
+The outcome says exactly what the client may be told: delivered (250), a temporary failure, a
+permanent refusal, or "unknown" when the next hop vanished after the final dot (possibly delivered).
+Recipients are all-or-nothing: if the next hop refuses any recipient, the transaction is reset and
+nothing is sent, so a 250 never covers a recipient that was dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import smtplib
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlp.durable import write_atomic
+
+
+class Outcome(enum.StrEnum):
+    DELIVERED = "delivered"
+    TEMPFAIL = "tempfail"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"  # the next hop may or may not have the message
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    outcome: Outcome
+    code: int  # the SMTP reply code the client should get
+    status: str  # the enhanced status code, e.g. "4.4.1"
+    kind: str = ""  # a fixed label for metrics: refused, timeout, disconnected, reply_4xx, reply_5xx, ...
+    refused: dict[str, int] = field(default_factory=dict)  # recipient -> code the next hop gave
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.DELIVERED
+
+
+def _fail(outcome: Outcome, code: int, status: str, kind: str, refused: dict[str, int] | None = None) -> DeliveryResult:
+    return DeliveryResult(outcome, code, status, kind, refused or {})
+
+
+def deliver(
+    next_hop: str,
+    sender: str,
+    recipients: list[str] | tuple[str, ...],
+    data: bytes,
+    *,
+    outbox: Path | None = None,
+    timeout: float = 120.0,
+    helo: str = "dlp.localhost",
+) -> DeliveryResult:
+    """Blocking delivery; run it in a thread from async code."""
+    if not next_hop:
+        if outbox is None:
+            raise ValueError("no next hop and no outbox")
+        return _to_outbox(outbox, sender, recipients, data)
+    host, _, port = next_hop.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    deadline = time.monotonic() + timeout
+    try:
+        client = smtplib.SMTP(host, int(port), local_hostname=helo, timeout=timeout)
+    except ConnectionRefusedError:
+        return _fail(Outcome.TEMPFAIL, 451, "4.4.1", "refused")
+    except TimeoutError:
+        return _fail(Outcome.TEMPFAIL, 451, "4.4.1", "timeout")
+    except (OSError, smtplib.SMTPException):
+        return _fail(Outcome.TEMPFAIL, 451, "4.4.1", "connect_error")
+    try:
+        return _transaction(client, sender, list(recipients), data, deadline)
+    finally:
+        with contextlib.suppress(OSError):
+            client.close()
+
+
+def _transaction(client: smtplib.SMTP, sender: str, recipients: list[str], data: bytes,
+                 deadline: float) -> DeliveryResult:
+    stage = "greeting"
+    try:
+        code, _ = client.ehlo()
+        if code != 250:
+            code, _ = client.helo()
+            if code != 250:
+                return _mirror(code, "helo")
+        if client.has_extn("starttls"):
+            client.starttls(context=ssl.create_default_context())
+            client.ehlo()
+        options: list[str] = []
+        eight_bit = any(b > 0x7F for b in data)
+        if eight_bit:
+            if not client.has_extn("8bitmime"):
+                return _fail(Outcome.REJECTED, 554, "5.6.3", "8bit_unsupported")
+            options.append("BODY=8BITMIME")
+        if not sender.isascii() or not all(r.isascii() for r in recipients):
+            if not client.has_extn("smtputf8"):
+                return _fail(Outcome.REJECTED, 553, "5.6.7", "smtputf8_unsupported")
+            options.append("SMTPUTF8")
+        stage = "mail"
+        code, _ = client.mail(sender, options)
+        if code != 250:
+            return _mirror(code, "mail")
+        stage = "rcpt"
+        refused: dict[str, int] = {}
+        for rcpt in recipients:
+            code, _ = client.rcpt(rcpt)
+            if code not in (250, 251):
+                refused[rcpt] = code
+        if refused:
+            client.rset()
+            permanent = all(c >= 500 for c in refused.values()) and len(refused) == len(recipients)
+            if permanent:
+                return _fail(Outcome.REJECTED, 550, "5.1.1", "rcpt_refused", refused)
+            return _fail(Outcome.TEMPFAIL, 451, "4.5.3", "rcpt_refused", refused)
+        stage = "data"
+        _set_timeout(client, deadline)
+        code, _ = client.data(data)
+        if code == 250:
+            return DeliveryResult(Outcome.DELIVERED, 250, "2.0.0")
+        return _mirror(code, "data")
+    except smtplib.SMTPServerDisconnected:
+        if stage == "data":
+            return _fail(Outcome.UNKNOWN, 451, "4.4.2", "disconnected_after_data")
+        return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "disconnected")
+    except TimeoutError:
+        if stage == "data":
+            return _fail(Outcome.UNKNOWN, 451, "4.4.2", "timeout_after_data")
+        return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "timeout")
+    except (OSError, smtplib.SMTPException, ssl.SSLError):
+        if stage == "data":
+            return _fail(Outcome.UNKNOWN, 451, "4.4.2", "error_after_data")
+        return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "protocol_error")
+
+
+def _set_timeout(client: smtplib.SMTP, deadline: float) -> None:
+    if client.sock is not None:
+        client.sock.settimeout(max(1.0, deadline - time.monotonic()))
+
+
+def _mirror(code: int, stage: str) -> DeliveryResult:
+    """Pass on the class of the next hop's reply, with our own fixed text (never the next hop's text)."""
+    if 400 <= code < 500:
+        return _fail(Outcome.TEMPFAIL, 451, "4.4.0", f"reply_4xx_{stage}")
+    if code >= 500:
+        return _fail(Outcome.REJECTED, 554 if stage == "data" else 550, "5.0.0", f"reply_5xx_{stage}")
+    return _fail(Outcome.TEMPFAIL, 451, "4.4.0", f"unexpected_reply_{stage}")
+
+
+def _to_outbox(outbox: Path, sender: str, recipients: list[str] | tuple[str, ...], data: bytes) -> DeliveryResult:
+    """The demo default: one .eml file per message with the envelope in X-DLP-Envelope-* headers."""
+    name = f"{time.time_ns()}-{os.getpid()}.eml"
+    head = f"X-DLP-Envelope-From: <{sender}>\r\n".encode() + b"".join(
+        f"X-DLP-Envelope-To: <{r}>\r\n".encode() for r in recipients
+    )
+    try:
+        write_atomic(outbox / name, head + data)
+    except OSError:
+        return _fail(Outcome.TEMPFAIL, 451, "4.3.0", "outbox_write_error")
+    return DeliveryResult(Outcome.DELIVERED, 250, "2.0.0")

@@ -1,0 +1,118 @@
+"""What every channel does with a message: inspect it off the event loop, then record the incident
+(and the encrypted original when it is held), send alerts and count it. Channels only enforce."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+from dlp import metrics
+from dlp.inspect import InspectionFailed, InspectionPool
+from dlp.logs import get_logger
+from dlp.model import Action, Message, Verdict
+
+log = get_logger("dlp.pipeline")
+
+
+class IncidentSink(Protocol):
+    """The part of the incident store the pipeline needs."""
+
+    def record(self, message: Message, verdict: Verdict, original: bytes | None) -> None: ...
+
+
+class AlertSink(Protocol):
+    def emit(self, message: Message, verdict: Verdict) -> None: ...
+
+
+def keeps_original(verdict: Verdict) -> bool:
+    """Originals are kept (encrypted) for what is or would have been held or blocked: analysts need the
+    evidence and replays need the content; alerted traffic left anyway and is not kept."""
+    return verdict.action.rank >= Action.QUARANTINE.rank
+
+
+def count(message: Message, verdict: Verdict, seconds: float | None = None) -> None:
+    channel = str(message.channel)
+    metrics.MESSAGES.labels(channel, str(verdict.effective_action)).inc()
+    if verdict.monitor_only:
+        metrics.SHADOW_VERDICTS.labels(channel, str(verdict.action)).inc()
+    for f in verdict.findings:
+        metrics.FINDINGS.labels(f.entity, f.detector).inc()
+    for rule in verdict.rules:
+        metrics.RULE_MATCHES.labels(rule).inc()
+    for u in verdict.uninspected:
+        metrics.UNINSPECTED.labels(channel, str(u.reason)).inc()
+    metrics.MESSAGE_BYTES.labels(channel).observe(len(message.raw))
+    metrics.INSPECTED_BYTES.labels(channel).inc(len(message.raw))
+    if seconds is not None:
+        metrics.INSPECTION_SECONDS.labels(channel).observe(seconds)
+
+
+class Pipeline:
+    def __init__(self, pool: InspectionPool, store: IncidentSink | None, alerts: AlertSink | None = None) -> None:
+        self.pool = pool
+        self.store = store
+        self.alerts = alerts
+
+    async def inspect(self, message: Message) -> Verdict:
+        """A verdict, or InspectionFailed (counted) — the channel applies its failure mode."""
+        started = time.perf_counter()
+        try:
+            verdict = await self.pool.inspect(message)
+        except InspectionFailed as exc:
+            metrics.INSPECTION_ERRORS.labels(str(message.channel), str(exc.reason)).inc()
+            log.warning("inspection_failed", channel=str(message.channel), message_id=message.id,
+                        reason=str(exc.reason))
+            raise
+        count(message, verdict, time.perf_counter() - started)
+        return verdict
+
+    async def record(self, message: Message, verdict: Verdict) -> None:
+        """Durably record the incident (and original) before the channel replies. Raises on failure:
+        the channel must then refuse (tempfail / block), never accept."""
+        if verdict.action is Action.PASS:
+            return
+        original = message.raw if keeps_original(verdict) else None
+        if self.store is not None:
+            try:
+                await asyncio.to_thread(self.store.record, message, verdict, original)
+            except Exception:
+                if original is not None:
+                    metrics.QUARANTINE_WRITE_ERRORS.inc()
+                log.error("incident_write_failed", channel=str(message.channel), incident=verdict.incident_id)
+                raise
+            if original is not None:
+                metrics.QUARANTINE_WRITES.inc()
+        metrics.INCIDENTS.labels(str(message.channel), str(verdict.action), str(verdict.severity)).inc()
+        log.info(
+            "incident",
+            incident=verdict.incident_id,
+            channel=str(message.channel),
+            action=str(verdict.action),
+            enforced=str(verdict.effective_action),
+            severity=str(verdict.severity),
+            rules=list(verdict.rules),
+            entities=list(verdict.entities),
+            uninspected=sorted({str(u.reason) for u in verdict.uninspected}),
+        )
+        if self.alerts is not None:
+            try:
+                self.alerts.emit(message, verdict)
+            except Exception:  # an alert sink never blocks a channel; the dispatcher counts its failures
+                log.warning("alert_emit_failed", incident=verdict.incident_id)
+
+    async def process(self, message: Message) -> Verdict:
+        verdict = await self.inspect(message)
+        await self.record(message, verdict)
+        return verdict
+
+
+def describe(verdict: Verdict) -> dict[str, Any]:
+    """A log-safe summary of a verdict."""
+    return {
+        "action": str(verdict.action),
+        "enforced": str(verdict.effective_action),
+        "incident": verdict.incident_id,
+        "rules": list(verdict.rules),
+        "entities": list(verdict.entities),
+    }

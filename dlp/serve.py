@@ -1,0 +1,122 @@
+"""`dlp serve`: one process running the inline channels, the console and the metrics endpoint.
+
+Each service lives in its own module with `async def start_service(runtime, host, port) -> Service`;
+this module opens what they share (store, alerts, inspection pool), starts the services whose listen
+address is not "off", and stops them in reverse order on SIGTERM / SIGINT, letting in-flight work drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dlp import __version__
+from dlp.config import ConfigError, Settings, parse_listen
+from dlp.inspect import InspectionPool
+from dlp.logs import get_logger
+from dlp.pipeline import Pipeline
+
+log = get_logger("dlp.serve")
+
+# (name, settings section holding `listen`, module)
+SERVICES: tuple[tuple[str, str, str], ...] = (
+    ("metrics", "metrics", "dlp.metrics_server"),
+    ("smtp", "smtp", "dlp.channels.smtp"),
+    ("proxy", "proxy", "dlp.channels.web"),
+    ("console", "console", "dlp.console.app"),
+)
+
+DRAIN_SECONDS = 30.0
+
+
+class ServeError(Exception):
+    """A start-up problem an operator can fix (port in use, missing key, bad config)."""
+
+
+class Service(Protocol):
+    name: str
+
+    def describe(self) -> str: ...  # one line for the start-up banner, no secrets
+
+    async def stop(self, grace: float) -> None: ...
+
+
+@dataclass
+class Runtime:
+    """What the services share."""
+
+    settings: Settings
+    pipeline: Pipeline
+    store: Any
+    alerts: Any
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    services: list[Service] = field(default_factory=list)
+
+
+def open_store(settings: Settings) -> Any:
+    from dlp.store import open_store as _open
+
+    return _open(settings)
+
+
+def open_alerts(settings: Settings) -> Any:
+    from dlp.alerts import AlertDispatcher
+
+    return AlertDispatcher(settings)
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
+    try:
+        listens = {name: parse_listen(getattr(settings, section).listen, f"{section}.listen")
+                   for name, section, _ in SERVICES}
+    except ConfigError as exc:
+        raise ServeError(str(exc)) from None
+    store = open_store(settings)
+    alerts = open_alerts(settings)
+    pool = InspectionPool(settings)
+    await asyncio.to_thread(pool.start)
+    runtime = Runtime(settings, Pipeline(pool, store, alerts), store, alerts)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.stopping.set)
+    try:
+        for name, _section, module_name in SERVICES:
+            address = listens[name]
+            if address is None:
+                continue
+            module = importlib.import_module(module_name)
+            try:
+                service = await module.start_service(runtime, *address)
+            except OSError as exc:
+                raise ServeError(f"{name}: cannot listen on {address[0]}:{address[1]}: "
+                                 f"{exc.strerror or exc}") from None
+            runtime.services.append(service)
+        print(f"dlp {__version__} serving; data directory {settings.data_path.resolve()}", flush=True)
+        for service in runtime.services:
+            print(f"  {service.name:<8} {service.describe()}", flush=True)
+        log.info("serving", services=[s.name for s in runtime.services])
+        if ready is not None:
+            ready.set()
+        await runtime.stopping.wait()
+        log.info("stopping")
+    finally:
+        for service in reversed(runtime.services):
+            try:
+                await service.stop(DRAIN_SECONDS)
+            except Exception:
+                log.exception("service_stop_failed", service=service.name)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        pool.close()
+        closer = getattr(alerts, "close", None)
+        if closer:
+            closer()
+        closer = getattr(store, "close", None)
+        if closer:
+            closer()
+    print("dlp stopped", file=sys.stderr, flush=True)
+    return 0
