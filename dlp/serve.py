@@ -98,6 +98,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         print(f"dlp {__version__} serving; data directory {settings.data_path.resolve()}", flush=True)
         for service in runtime.services:
             print(f"  {service.name:<8} {service.describe()}", flush=True)
+        print("dlp ready", flush=True)
         log.info("serving", services=[s.name for s in runtime.services])
         if ready is not None:
             ready.set()
