@@ -40,7 +40,7 @@ def test_contact_threshold_counts_distinct_values() -> None:
     policy = load_policy()
     nine = [finding("EMAIL_ADDRESS", f"e{i}") for i in range(9)]
     assert policy.evaluate(message(), nine + nine, ()).action is Action.PASS
-    ten = nine + [finding("PHONE_NUMBER", "p1")]
+    ten = [*nine, finding("PHONE_NUMBER", "p1")]
     ev = policy.evaluate(message(), ten, ())
     assert ev.action is Action.ALERT and ev.rules == ("bulk-contact-data",)
 
