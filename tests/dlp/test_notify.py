@@ -88,5 +88,5 @@ def test_rate_limit_applies_to_notifications() -> None:
 def test_template_is_sandboxed() -> None:
     notifier = Notifier({"body": "{{ ''.__class__.__mro__ }}"}, ReleaseLinks(KEY), "http://c")
     msg, verdict = held()
-    with pytest.raises(Exception, match="unsafe|access"):
+    with pytest.raises(Exception, match=r"unsafe|access"):
         notifier.render(msg, verdict)
