@@ -1,18 +1,81 @@
-"""The Detector contract and the registry that finds every detector by its stable name."""
+"""The Detector contract, the registry that finds every detector by its stable name, and the scan engine.
+
+The engine (`DetectorSet`) makes one pass over each text: it normalises the text (dlp.normalize), runs
+one Hyperscan database holding every enabled detector's patterns over it, merges the raw reports into
+candidate spans, and hands each candidate to its detector's `validate` (Luhn, mod-97, SSA rules,
+context words). Python code therefore runs only on candidates, never per character. Offsets in the
+returned matches point into the text given to `scan`, whatever the normaliser changed.
+
+A detector that declares no patterns (say, one backed by a lookup table) still works: the engine calls
+its `scan` on the original text.
+"""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+import hyperscan
+
 from dlp.model import Match
+from dlp.normalize import Normalized, normalize
+
+# Which entity wins when two matches overlap: a lower-priority match inside a higher-priority one is
+# dropped (a card number is not also a phone number and a bank account number).
+ENTITY_PRIORITY = {
+    "SECRET": 90,
+    "CREDIT_CARD": 80,
+    "IBAN_CODE": 80,
+    "US_SSN": 70,
+    "ABA_ROUTING_NUMBER": 60,
+    "EMAIL_ADDRESS": 50,
+    "US_BANK_NUMBER": 40,
+    "PHONE_NUMBER": 30,
+    "IP_ADDRESS": 20,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    """One expression for the multi-pattern pass. `key` tells the detector which of its patterns hit.
+
+    Expressions are Hyperscan syntax over the normalised text (ASCII, or UTF-8 for the rare non-ASCII
+    character left after folding). Two detectors may share an expression: it is compiled once.
+    """
+
+    key: str
+    expression: str
+    flags: int = 0
+
+
+class ScanText:
+    """The normalised text of one scan, with helpers validators share (context windows, offsets)."""
+
+    __slots__ = ("normalized", "text")
+
+    def __init__(self, normalized: Normalized) -> None:
+        self.normalized = normalized
+        self.text = normalized.text
+
+    def before(self, start: int, chars: int = 48) -> str:
+        """The lowercased text just before `start` (context words)."""
+        return self.text[max(0, start - chars) : start].lower()
+
+    def after(self, end: int, chars: int = 32) -> str:
+        return self.text[end : end + chars].lower()
+
+    def around(self, start: int, end: int, before: int = 48, after: int = 32) -> str:
+        return self.before(start, before) + " " + self.after(end, after)
 
 
 class Detector:
     """A family of sensitive data. Subclasses set `name` and `entities`, compile in `__init__`, and
-    implement `scan`. No I/O on the hot path: everything a detector needs is prepared at construction.
+    either declare `patterns()` + `validate()` (the fast path: one shared pass per text) or override
+    `scan`. No I/O on the hot path: everything a detector needs is prepared at construction.
 
     `options` come from the policy (`detectors: {name: {...}}`), for example the keyword lists.
     """
@@ -30,9 +93,25 @@ class Detector:
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options = dict(options or {})
+        self._alone: DetectorSet | None = None
+
+    def patterns(self) -> Sequence[Pattern]:
+        """The expressions whose hits this detector validates. Empty: the engine calls `scan` instead."""
+        return ()
+
+    def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
+        """Turn one candidate span [start, end) of the normalised text into matches (offsets in the
+        normalised text; the engine maps them back)."""
+        return ()
 
     def scan(self, text: str) -> list[Match]:
-        raise NotImplementedError
+        """This detector alone over one text (tests, tools). The engine does not call this for
+        pattern-based detectors."""
+        if not self.patterns():
+            raise NotImplementedError(f"{type(self).__name__} declares no patterns and no scan()")
+        if self._alone is None:
+            self._alone = DetectorSet([self])
+        return self._alone.scan(text)
 
 
 def load_all() -> dict[str, type[Detector]]:
@@ -46,24 +125,113 @@ def load_all() -> dict[str, type[Detector]]:
 
 
 class DetectorSet:
-    """All enabled detectors, scanning one text. PLACEHOLDER engine: each detector scans in turn; the
-    real engine runs one multi-pattern pass and validates candidates only."""
+    """All enabled detectors, scanning one text in one Hyperscan pass. Thread-safe: each thread gets
+    its own Hyperscan scratch space."""
 
     def __init__(self, detectors: list[Detector]) -> None:
         self.detectors = detectors
+        self._plain = [d for d in detectors if not d.patterns()]
+        routes: dict[tuple[str, int], list[tuple[Detector, str]]] = {}
+        for d in detectors:
+            for p in d.patterns():
+                routes.setdefault((p.expression, p.flags), []).append((d, p.key))
+        self._routes = list(routes.values())
+        self._db: hyperscan.Database | None = None
+        self._local = threading.local()
+        if routes:
+            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            db.compile(
+                expressions=[expr.encode() for expr, _ in routes],
+                ids=list(range(len(routes))),
+                flags=[flags | hyperscan.HS_FLAG_SOM_LEFTMOST for _, flags in routes],
+            )
+            self._db = db
+
+    def _scratch(self) -> hyperscan.Scratch:
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        return scratch
 
     def scan(self, text: str) -> list[Match]:
         out: list[Match] = []
-        for d in self.detectors:
+        if self._db is not None and text:
+            out.extend(self._scan_patterns(text))
+        for d in self._plain:
             for m in d.scan(text):
-                out.append(m if m.detector else _with_detector(m, d.name))
+                out.append(m if m.detector else replace(m, detector=d.name))
+        return _drop_overlapped(out)
+
+    def _scan_patterns(self, text: str) -> list[Match]:
+        normalized = normalize(text)
+        folded = normalized.text
+        ascii_only = folded.isascii()
+        data = folded.encode("ascii") if ascii_only else folded.encode("utf-8", errors="replace")
+        reports: list[tuple[int, int, int]] = []
+        append = reports.append
+
+        def on_match(pid: int, start: int, end: int, flags: int, context: object) -> None:
+            append((pid, start, end))
+
+        assert self._db is not None
+        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
+        if not reports:
+            return []
+        char_at = None if ascii_only else _byte_to_char(data)
+        view = ScanText(normalized)
+        out: list[Match] = []
+        for pid, start, end in _merge(reports):
+            if char_at is not None:
+                start, end = char_at(start), char_at(end)
+            for detector, key in self._routes[pid]:
+                for m in detector.validate(view, key, start, end):
+                    s, e = normalized.to_original(m.start, m.end)
+                    out.append(replace(m, start=s, end=e, detector=m.detector or detector.name))
         return out
 
 
-def _with_detector(m: Match, name: str) -> Match:
-    from dataclasses import replace
+def _merge(reports: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Hyperscan reports every end of every match; fold them into maximal spans per pattern."""
+    reports.sort()
+    merged: list[tuple[int, int, int]] = []
+    cur_pid, cur_start, cur_end = reports[0]
+    for pid, start, end in reports[1:]:
+        if pid == cur_pid and start < cur_end:
+            if end > cur_end:
+                cur_end = end
+            continue
+        merged.append((cur_pid, cur_start, cur_end))
+        cur_pid, cur_start, cur_end = pid, start, end
+    merged.append((cur_pid, cur_start, cur_end))
+    return merged
 
-    return replace(m, detector=name)
+
+def _byte_to_char(data: bytes):  # -> Callable[[int], int]
+    """Map UTF-8 byte offsets to character offsets (only for the rare text left non-ASCII)."""
+    import numpy as np
+
+    raw = np.frombuffer(data, dtype=np.uint8)
+    starts = np.concatenate(([0], np.cumsum((raw & 0xC0) != 0x80)))
+    return lambda offset: int(starts[offset])
+
+
+def _drop_overlapped(matches: list[Match]) -> list[Match]:
+    """Drop a match that lies inside a match of a higher-priority entity."""
+    if len(matches) < 2:
+        return matches
+    strong = [m for m in matches if ENTITY_PRIORITY.get(m.entity, 0) >= 60]
+    if not strong:
+        return matches
+    out = []
+    for m in matches:
+        rank = ENTITY_PRIORITY.get(m.entity, 0)
+        if any(
+            s is not m and ENTITY_PRIORITY.get(s.entity, 0) > rank and s.start <= m.start and m.end <= s.end
+            for s in strong
+        ):
+            continue
+        out.append(m)
+    return out
 
 
 def build_detectors(options: Mapping[str, Mapping[str, Any]] | None = None) -> DetectorSet:

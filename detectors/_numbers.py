@@ -1,0 +1,75 @@
+"""Shared pieces for numeric detectors: the digit-run pattern, digit groups, Luhn and context words.
+
+Cards, SSNs, bank and routing numbers and phone numbers all start from the same candidate: a run of
+digits joined by up to three separator characters (space, dash, dot, slash, backslash, parentheses,
+and the newline, tab or "|" that split a number across lines or table cells, case E7). The engine
+compiles the expression once and hands every run to each numeric detector, which splits it into digit
+groups and tries the group-aligned windows that fit its format: a number is never cut out of the
+middle of a longer group of digits.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SEPARATORS = " \t\r\n\\-./|()"
+_SEP_CLASS = r"[ \t\r\n\\\-./|()]"
+# At least 7 digits, leading "+" for international phone numbers.
+NUMBER_RUN = rf"\+?[0-9](?:{_SEP_CLASS}{{0,3}}[0-9]){{6,}}"
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A maximal run of digits inside a candidate, with its offsets in the normalised text."""
+
+    digits: str
+    start: int
+    end: int
+
+
+def digit_groups(text: str, start: int, end: int) -> list[Group]:
+    return [Group(m.group(), m.start(), m.end()) for m in _DIGITS.finditer(text, start, end)]
+
+
+def windows(groups: list[Group], lengths: range | tuple[int, ...] | set[int], max_groups: int = 19):
+    """Yield (first, last, digits) for every run of consecutive groups whose digit count is in
+    `lengths`. Bounded: each start extends only while the digit count can still fit."""
+    longest = max(lengths)
+    for i in range(len(groups)):
+        digits = ""
+        for j in range(i, min(len(groups), i + max_groups)):
+            digits += groups[j].digits
+            if len(digits) > longest:
+                break
+            if len(digits) in lengths:
+                yield i, j, digits
+
+
+def separators_between(text: str, groups: list[Group], first: int, last: int) -> list[str]:
+    return [text[groups[k].end : groups[k + 1].start] for k in range(first, last)]
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    parity = len(digits) % 2
+    for index, ch in enumerate(digits):
+        d = ord(ch) - 48
+        if index % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def has_word(window: str, words: tuple[str, ...]) -> bool:
+    return any(w in window for w in words)
+
+
+def boundary_ok(text: str, start: int, end: int) -> bool:
+    """The span is not glued to a letter or digit on either side (e.g. part of an id like AB1234...)."""
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    return not (before.isalnum() or after.isalnum())

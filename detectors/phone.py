@@ -1,0 +1,89 @@
+"""Phone numbers (PHONE_NUMBER), validated by the phonenumbers library (Google's libphonenumber data).
+
+A candidate is a digit run (see detectors._numbers) of 7 to 15 digits. A number written
+internationally (+44 ..., 0044 ...) is parsed as such; any other is tried against the default regions in
+order (option `regions`, default US GB DE FR ES IN PH MX) and the first region in which it is a valid
+number wins. A bare, unformatted run of digits counts only next to a phone word ("call", "tel",
+"mobile", ...), and a number right after a reference word ("invoice", "order", "ticket", ...) does not
+count unless a phone word is there too: invoice and order numbers look like phone numbers.
+Match.value is E.164 (+14155552671) so that one number in any format hashes to one value id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+import phonenumbers
+
+from detectors._numbers import NUMBER_RUN, has_word
+from detectors.base import Detector, Pattern, ScanText
+from dlp.model import Match
+
+DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "ES", "IN", "PH", "MX")
+CONTEXT = ("phone", "call", "tel", "mobile", "cell", "fax", "whatsapp", "contact", "reach", "dial", "text me",
+           "sms", "landline", "number is", "no.", "ph:", "ph.", "mob")
+REFERENCE_WORDS = ("invoice", "inv", "order", "ref", "ticket", "tracking", "case", "po", "sku", "serial",
+                   "confirmation", "booking", "transaction", "txn", "id", "#", "account", "acct", "policy",
+                   "claim", "receipt", "item", "part", "model", "version", "build")
+# A phone number is split from its neighbours by line breaks, tabs, table bars and slashes.
+_PIECES = re.compile(r"[^\t\r\n|/\\]+")
+_FORMAT = re.compile(r"^\+?[\d\s().\-]+$")
+
+
+@lru_cache(maxsize=8192)
+def _e164(candidate: str, regions: tuple[str, ...]) -> str | None:
+    try:
+        if candidate.startswith(("+", "00")):
+            number = phonenumbers.parse("+" + candidate.lstrip("+0") if candidate.startswith("00") else candidate)
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if (
+                phonenumbers.is_valid_number(number)) else None
+        for region in regions:
+            number = phonenumbers.parse(candidate, region)
+            if phonenumbers.is_valid_number(number):
+                return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    except phonenumbers.NumberParseException:
+        return None
+    return None
+
+
+class PhoneDetector(Detector):
+    name = "phone"
+    entities = ("PHONE_NUMBER",)
+
+    def __init__(self, options=None) -> None:
+        super().__init__(options)
+        self.regions = tuple(str(r).upper() for r in self.options.get("regions", DEFAULT_REGIONS))
+
+    def patterns(self) -> list[Pattern]:
+        return [Pattern("run", NUMBER_RUN)]
+
+    def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
+        t = text.text
+        if start > 0 and t[start - 1] == "(":
+            start -= 1
+        for piece in _PIECES.finditer(t, start, end):
+            s, e = piece.span()
+            raw = piece.group()
+            stripped = raw.strip(" .-)")
+            s += len(raw) - len(raw.lstrip(" .-)"))
+            e = s + len(stripped)
+            digits = sum(c.isdigit() for c in stripped)
+            if not 7 <= digits <= 15 or not _FORMAT.match(stripped):
+                continue
+            if (s > 0 and t[s - 1].isalnum()) or (e < len(t) and t[e].isalnum()):
+                continue
+            before = text.before(s, 40)
+            context = has_word(before, CONTEXT) or has_word(text.after(e, 16), CONTEXT)
+            formatted = stripped.startswith("+") or not stripped.isdigit()
+            if not formatted and not context:
+                continue
+            last_words = before.replace(":", " ").split()[-2:]
+            if not context and any(w.strip(".#:") in REFERENCE_WORDS or w.endswith("#") for w in last_words):
+                continue
+            value = _e164(stripped, self.regions)
+            if value is None:
+                continue
+            score = 0.9 if context else (0.75 if stripped.startswith("+") else 0.6)
+            yield Match("PHONE_NUMBER", s, e, score, value)

@@ -1,0 +1,113 @@
+"""Secrets (SECRET, label = kind): private keys, cloud and SaaS tokens, JWTs, and high-entropy values
+assigned to words like password, secret, token or api_key.
+
+Kinds: private_key (PEM "-----BEGIN ... PRIVATE KEY-----"), aws_access_key_id (AKIA/ASIA/...) and
+aws_secret_access_key (a 40-character key next to one, or assigned to aws_secret_access_key),
+github_token (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_), slack_token (xoxa/b/p/r/s-), slack_webhook,
+stripe_key (sk_live_, rk_live_), google_api_key (AIza...), jwt (three base64url parts whose header
+decodes to JSON with "alg"), and generic_secret / password: a value assigned to a secret-like word whose
+Shannon entropy is high enough (detect-secrets' idea; the thresholds are lower than its 4.5 / 3.0
+because the keyword already says "secret": 3.0 bits per character for 8+ characters, and placeholders
+such as ******** or <password> are ignored).
+Match.value is the secret itself (whitespace removed for PEM bodies), used only for the value id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from detectors.base import Detector, Pattern, ScanText
+from dlp.model import Match
+
+_KEYWORDS = r"(?:password|passwd|passphrase|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|auth[_\-]?key|" \
+            r"client[_\-]?secret|private[_\-]?key|credentials?)"
+ASSIGNMENT = _KEYWORDS + r"[A-Za-z0-9_.\-]{0,24}[\"']?[ \t]{0,4}(?:[:=]|=>|:=)[ \t]{0,4}[\"']?[^\s\"'<>,;]{6,}"
+PATTERNS = {
+    "private_key": r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
+    "aws_access_key_id": r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
+    "github_token": r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{80,})\b",
+    "slack_token": r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",
+    "slack_webhook": r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}",
+    "stripe_key": r"\b[sr]k_live_[A-Za-z0-9]{20,}\b",
+    "google_api_key": r"\bAIza[0-9A-Za-z_\-]{35}",
+    "jwt": r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,}",
+    "assignment": ASSIGNMENT,
+}
+_VALUE = re.compile(r"(?:[:=]|=>|:=)[ \t]*[\"']?([^\s\"'<>,;]{6,})")
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_PLACEHOLDER = re.compile(r"^(?:[*xX#.•_\-]+|<[^>]*>|\$\{[^}]*\}|\{\{[^}]*\}\}|%[A-Za-z_]+%|\$[A-Za-z_]+|"
+                          r"(?:your|my|the)[_\-]?\w*|changeme|redacted|none|null|true|false|undefined|example\w*)$",
+                          re.IGNORECASE)
+ENTROPY_MIN = 3.0
+PEM_MAX_CHARS = 16384
+
+
+def shannon_entropy(value: str) -> float:
+    counts = Counter(value)
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _b64url_json(part: str) -> object:
+    try:
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return None
+
+
+class SecretsDetector(Detector):
+    name = "secrets"
+    entities = ("SECRET",)
+
+    def patterns(self) -> list[Pattern]:
+        flags = {"assignment": 1}  # HS_FLAG_CASELESS
+        return [Pattern(kind, expr, flags.get(kind, 0)) for kind, expr in PATTERNS.items()]
+
+    def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
+        t = text.text
+        value = t[start:end]
+        if key == "private_key":
+            stop = _PEM_END.search(t, end, end + PEM_MAX_CHARS)
+            end = stop.end() if stop else end
+            yield Match("SECRET", start, end, 1.0, "".join(t[start:end].split()), label="private_key")
+        elif key == "aws_access_key_id":
+            yield Match("SECRET", start, end, 1.0, value, label="aws_access_key_id")
+            near = _AWS_SECRET.search(t, max(0, start - 300), min(len(t), end + 300))
+            if near and shannon_entropy(near.group()) > 4.0:
+                yield Match("SECRET", near.start(), near.end(), 0.95, near.group(), label="aws_secret_access_key")
+        elif key == "jwt":
+            header = _b64url_json(value.split(".", 1)[0])
+            if isinstance(header, dict) and "alg" in header:
+                yield Match("SECRET", start, end, 0.95, value, label="jwt")
+        elif key == "assignment":
+            yield from self._assignment(t, start, end)
+        else:
+            yield Match("SECRET", start, end, 1.0, value, label=key)
+
+    def _assignment(self, t: str, start: int, end: int) -> Iterable[Match]:
+        found = _VALUE.search(t, start, end)
+        if not found:
+            return
+        value = found.group(1).rstrip(".)]}")
+        s = found.start(1)
+        e = s + len(value)
+        name = t[start:found.start()].lower()
+        if len(value) < 8 or _PLACEHOLDER.match(value) or shannon_entropy(value) < ENTROPY_MIN:
+            return
+        if value.isalpha() and value.islower():
+            return  # a plain word ("password: forgotten"), not a secret
+        if "aws" in name and _AWS_SECRET.fullmatch(value):
+            label = "aws_secret_access_key"
+        elif "pass" in name or "pwd" in name:
+            label = "password"
+        else:
+            label = "generic_secret"
+        score = 0.9 if shannon_entropy(value) >= 3.5 else 0.7
+        yield Match("SECRET", s, e, score, value, label=label)
