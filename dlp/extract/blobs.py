@@ -1,0 +1,82 @@
+"""Opportunistic, bounded decoding of encoded runs inside text: base64, hex and percent-encoding.
+Only decodings that turn out to be text or a known file type are kept."""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Callable
+from urllib.parse import unquote_plus
+
+from dlp.extract.budget import Budget
+from dlp.extract.sniff import FileType, sniff
+
+_BASE64_RUN = re.compile(r"(?:[A-Za-z0-9+/_-]{16,}={0,2}[ \t]*(?:\r?\n)?)+")
+_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){12,}(?![0-9A-Fa-f])")
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_WHITESPACE = re.compile(r"\s+")
+MIN_BASE64 = 24
+MAX_BLOB_NESTING = 2
+
+# Called with decoded bytes and the location they get; the file pipeline takes them from there.
+Emit = Callable[[bytes, str], None]
+
+
+def _b64(run: str) -> bytes | None:
+    s = _WHITESPACE.sub("", run).rstrip("=")
+    if len(s) < MIN_BASE64:
+        return None
+    if "-" in s or "_" in s:
+        s = s.replace("-", "+").replace("_", "/")
+    s = s[: len(s) - (len(s) % 4 == 1)]
+    try:
+        return binascii.a2b_base64(s + "=" * (-len(s) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _worth_keeping(data: bytes) -> bool:
+    kind = sniff(data)
+    if kind is FileType.BINARY:
+        return False
+    if kind in (FileType.TEXT, FileType.HTML):
+        # Decodings of ordinary words are mostly control and high bytes; real text is printable.
+        printable = sum(1 for b in data[:2048] if 32 <= b < 127 or b in (9, 10, 13))
+        return printable >= 0.9 * min(len(data), 2048)
+    return True
+
+
+def decode_blobs(text: str, location: str, budget: Budget, emit: Emit, nesting: int = 0) -> None:
+    """Find encoded runs in `text` and hand each useful decoding to `emit` at `location/<encoding>`."""
+    if nesting >= MAX_BLOB_NESTING or len(text) < 16:
+        return
+    allowance = budget.limits.blob_decode_bytes
+    found = 0
+
+    def take(data: bytes | None, suffix: str) -> bool:
+        nonlocal allowance, found
+        if not data or len(data) > allowance or not _worth_keeping(data):
+            return allowance > 0
+        allowance -= len(data)
+        emit(data, f"{location}/{suffix}" + (f"[{found}]" if found else ""))
+        found += 1
+        return allowance > 0
+
+    for m in _BASE64_RUN.finditer(text):
+        if len(m.group()) >= MIN_BASE64 and not take(_b64(m.group()), "base64"):
+            return
+        if budget.expired():
+            return
+    for m in _HEX_RUN.finditer(text):
+        if not take(binascii.unhexlify(m.group()), "hex"):
+            return
+    if len(_PERCENT.findall(text, 0, 1_000_000)) >= 3:
+        decoded = text
+        for _ in range(2):  # double encoding is a common evasion; two rounds cover it
+            decoded = unquote_plus(decoded)
+            if not _PERCENT.search(decoded):
+                break
+        if decoded != text:
+            data = decoded.encode("utf-8", "surrogatepass")
+            if len(data) <= allowance:
+                emit(data, f"{location}/percent")

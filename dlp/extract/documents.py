@@ -1,0 +1,188 @@
+"""Documents: OOXML (docx / xlsx / pptx, every text part incl. hidden sheets, comments, notes, headers
+and footers), OpenDocument, PDF (pypdf), RTF and OLE compound files (encrypted Office packages)."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import io
+import logging
+import posixpath
+import re
+
+from dlp.extract.archives import iter_zip
+from dlp.extract.budget import Budget, DecodeError
+from dlp.extract.files import Where, add_text, extract_bytes
+from dlp.extract.rtf import rtf_text
+from dlp.extract.sniff import FileType
+from dlp.extract.xmltext import markup_text
+from dlp.model import Reason
+
+logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns about every oddity of hostile files
+
+_NOISE_XML = re.compile(
+    r"(?:^|/)(?:\[Content_Types\]\.xml|[^/]*\.rels|theme\d*\.xml|fontTable\.xml|settings\.xml|webSettings\.xml|"
+    r"numbering\.xml|presProps\.xml|viewProps\.xml|tableStyles\.xml|calcChain\.xml|slideMaster\d*\.xml|"
+    r"slideLayout\d*\.xml|notesMaster\d*\.xml|handoutMaster\d*\.xml|manifest\.xml|app\.xml|"
+    r"(?:word|xl|ppt)/styles\.xml|stylesWithEffects\.xml|fontTable\d*\.xml)$"
+)
+_EMBEDDED = re.compile(r"^(?:word|xl|ppt)/embeddings/|^Object \d+/|^Objects?/")
+_TEXT_MEMBER = re.compile(r"\.(?:xml|vml|txt)$", re.I)
+_WORKBOOK_SHEET = re.compile(r"<sheet\b([^>]*)/?>")
+_ATTR = re.compile(r'([\w:]+)\s*=\s*"([^"]*)"')
+_RELATIONSHIP = re.compile(r"<Relationship\b([^>]*)/?>")
+_SHARED_STRING = re.compile(r"<si>(.*?)</si>|<si/>", re.S)
+_ROW = re.compile(r"<row\b[^>]*?(?:/>|>(.*?)</row>)", re.S)
+_CELL = re.compile(r"<c\b([^>]*?)(?:/>|>(.*?)</c>)", re.S)
+_VALUE = re.compile(r"<v>(.*?)</v>", re.S)
+_NUMBER = re.compile(r"(\d+)")
+
+
+def is_office_package(names: set[str]) -> bool:
+    return "[Content_Types].xml" in names or ("mimetype" in names and "content.xml" in names)
+
+
+def extract_office_package(data: bytes, names: set[str], where: Where, budget: Budget) -> None:
+    wanted = frozenset(n for n in names if _EMBEDDED.search(n) or (_TEXT_MEMBER.search(n) and not _NOISE_XML.search(n)))
+    members = {m.name: m.data for m in iter_zip(data, where, budget, wanted=wanted)}
+    if "xl/workbook.xml" in members:
+        _xlsx(members, where, budget)
+    for name in sorted(members, key=_natural):
+        content = members[name]
+        location = f"{where.location}/{name}"
+        if _EMBEDDED.search(name) and not name.endswith(".xml"):
+            extract_bytes(content, where.child(location, archive=1), budget, name=posixpath.basename(name))
+            continue
+        if name.startswith("xl/worksheets/") or name in ("xl/sharedStrings.xml", "xl/workbook.xml"):
+            continue  # read above, as sheets
+        add_text(markup_text(content.decode("utf-8", "replace")), where.child(location), budget, "text/plain")
+
+
+def _natural(name: str) -> list[object]:
+    """slide2 before slide10."""
+    return [int(p) if p.isdigit() else p for p in _NUMBER.split(name)]
+
+
+def _attrs(fragment: str) -> dict[str, str]:
+    return {k.rsplit(":", 1)[-1] if k != "r:id" else "rid": html.unescape(v) for k, v in _ATTR.findall(fragment)}
+
+
+def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
+    """Each worksheet (hidden ones too) as rows of tab-separated cells, under `sheet:<name>`."""
+    shared_xml = members.get("xl/sharedStrings.xml", b"").decode("utf-8", "replace")
+    shared = [markup_text(m.group(1) or "") for m in _SHARED_STRING.finditer(shared_xml)]
+    rels = {}
+    for m in _RELATIONSHIP.finditer(members.get("xl/_rels/workbook.xml.rels", b"").decode("utf-8", "replace")):
+        a = _attrs(m.group(1))
+        target = a.get("Target", "")
+        rels[a.get("Id", "")] = target.lstrip("/") if target.startswith("/") else posixpath.normpath("xl/" + target)
+    workbook = members["xl/workbook.xml"].decode("utf-8", "replace")
+    named = {}
+    for m in _WORKBOOK_SHEET.finditer(workbook):
+        a = _attrs(m.group(1))
+        path = rels.get(a.get("rid", a.get("id", "")), "")
+        if path:
+            named[path] = a.get("name", path)
+    sheets = sorted((n for n in members if n.startswith("xl/worksheets/") and n.endswith(".xml")), key=_natural)
+    for path in sheets:
+        budget.check_time()
+        text = sheet_text(members[path].decode("utf-8", "replace"), shared)
+        location = f"{where.location}/sheet:{named.get(path, posixpath.basename(path))}"
+        add_text(text, where.child(location), budget, "text/tab-separated-values")
+
+
+def sheet_text(xml: str, shared: list[str]) -> str:
+    lines = []
+    for row in _ROW.finditer(xml):
+        cells = []
+        for cell in _CELL.finditer(row.group(1) or ""):
+            body = cell.group(2) or ""
+            kind = _attrs(cell.group(1)).get("t", "n")
+            if kind == "inlineStr":
+                cells.append(markup_text(body))
+                continue
+            v = _VALUE.search(body)
+            value = html.unescape(v.group(1)) if v else ""
+            if kind == "s":
+                with contextlib.suppress(ValueError, IndexError):
+                    value = shared[int(value)]
+            cells.append(value)
+        lines.append("\t".join(cells))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- other formats
+
+
+def extract_document(kind: FileType, data: bytes, where: Where, budget: Budget) -> None:
+    if kind is FileType.PDF:
+        extract_pdf(data, where, budget)
+    elif kind is FileType.RTF:
+        add_text(rtf_text(data), where, budget, "text/rtf")
+    elif kind is FileType.CFB:
+        extract_cfb(data, where, budget)
+
+
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t\r\n]{6,}")
+_UTF16_RUN = re.compile(rb"(?:[\x20-\x7e\t\r\n]\x00){6,}")
+
+
+def extract_cfb(data: bytes, where: Where, budget: Budget) -> None:
+    """An OLE compound file. An OOXML package encrypted with a password is stored as a CFB holding an
+    `EncryptedPackage` stream. Legacy .doc / .xls / .msg get their printable strings (ASCII and UTF-16)."""
+    if _ENCRYPTED_PACKAGE in data:
+        budget.skip(where.location, Reason.ENCRYPTED_CONTENT, "password-protected Office document")
+        return
+    ascii_runs = (m.group().decode("ascii") for m in _PRINTABLE_RUN.finditer(data))
+    wide_runs = (m.group().decode("utf-16-le") for m in _UTF16_RUN.finditer(data))
+    add_text("\n".join([*wide_runs, *ascii_runs]), where, budget, "application/x-ole-strings")
+
+
+def extract_pdf(data: bytes, where: Where, budget: Budget) -> None:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            try:
+                opened = reader.decrypt("")  # an owner password alone still lets anyone read the text
+            except Exception:
+                opened = 0
+            if not opened:
+                budget.skip(where.location, Reason.ENCRYPTED_CONTENT, "password-protected PDF")
+                return
+        found_text = False
+        has_images = False
+        for number, page in enumerate(reader.pages, start=1):
+            budget.check_time()
+            text = page.extract_text() or ""
+            if text.strip():
+                found_text = True
+                add_text(text, where.child(f"{where.location}/page[{number}]"), budget, "application/pdf")
+            elif not has_images:
+                has_images = _page_has_images(page)
+        for name, contents in _pdf_attachments(reader):
+            for content in contents:
+                extract_bytes(content, where.child(f"{where.location}/{name}", archive=1), budget, name=name)
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, AssertionError) as exc:
+        raise DecodeError("corrupt PDF") from exc
+    if not found_text and has_images:
+        budget.skip(where.location, Reason.NOT_INSPECTED_IMAGE, "PDF pages are images (no OCR)")
+
+
+def _page_has_images(page: object) -> bool:
+    try:
+        resources = page.get("/Resources") or {}  # type: ignore[attr-defined]
+        xobjects = resources.get("/XObject") or {}
+        return any(x.get_object().get("/Subtype") == "/Image" for x in xobjects.values())
+    except Exception:
+        return True
+
+
+def _pdf_attachments(reader: object) -> list[tuple[str, list[bytes]]]:
+    try:
+        return list(reader.attachments.items())  # type: ignore[attr-defined]
+    except Exception:
+        return []

@@ -1,0 +1,188 @@
+"""The file pipeline: bytes of any kind -> Parts, dispatched on the sniffed type (archives, documents,
+mail, markup, text), with the caps and failure reasons in one place."""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+from dataclasses import dataclass, replace
+
+from dlp.extract.blobs import decode_blobs
+from dlp.extract.budget import Budget, DecodeError, LimitHit
+from dlp.extract.charset import decode_text
+from dlp.extract.html import html_to_text
+from dlp.extract.sniff import FileType, sniff
+from dlp.model import Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a piece of content sits: its readable location and how deep in containers it is."""
+
+    location: str
+    archive_depth: int = 0  # enclosing archives and compressed streams
+    mime_depth: int = 0  # enclosing multiparts and attached messages
+    blob_nesting: int = 0  # enclosing opportunistic decodings
+
+    def child(self, location: str, *, archive: int = 0, mime: int = 0, blob: int = 0) -> Where:
+        return replace(
+            self,
+            location=location,
+            archive_depth=self.archive_depth + archive,
+            mime_depth=self.mime_depth + mime,
+            blob_nesting=self.blob_nesting + blob,
+        )
+
+
+def extract_bytes(
+    data: bytes,
+    where: Where,
+    budget: Budget,
+    *,
+    name: str = "",
+    content_type: str = "",
+    charset: str | None = None,
+) -> None:
+    """Extract whatever `data` is. Never raises for bad input: problems are recorded in the budget."""
+    location = where.location
+    kind = FileType.TEXT
+    try:
+        budget.check_time()
+        kind = sniff(data)
+        _HANDLERS.get(kind, _text)(data, where, budget, name, content_type, charset)
+    except LimitHit as exc:
+        budget.hit(location, exc)
+    except DecodeError as exc:
+        budget.skip(location, _DECODE_REASONS.get(kind, Reason.EXTRACTION_FAILED), str(exc)[:80])
+    except RecursionError:
+        budget.skip(location, Reason.EXTRACTION_FAILED, "structure nested too deeply")
+    except MemoryError:
+        budget.skip(location, Reason.EXTRACTION_FAILED, "out of memory")
+    except Exception:
+        budget.skip(location, Reason.EXTRACTION_FAILED, f"{kind} could not be read")
+
+
+def add_text(text: str, where: Where, budget: Budget, content_type: str = "text/plain") -> None:
+    """A piece of text, plus whatever encoded blobs it carries."""
+    budget.add(where.location, text, content_type)
+    decode_blobs(
+        text,
+        where.location,
+        budget,
+        lambda data, loc: extract_bytes(data, where.child(loc, blob=1), budget),
+        where.blob_nesting,
+    )
+
+
+def _text(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    text = decode_text(data, charset)
+    lower = name.lower()
+    delimiter = None
+    if lower.endswith(".csv") or content_type in ("text/csv", "application/csv"):
+        delimiter = ","
+    elif lower.endswith((".tsv", ".tab")) or content_type == "text/tab-separated-values":
+        delimiter = "\t"
+    elif lower.endswith((".htm", ".html", ".xhtml")) or content_type in ("text/html", "application/xhtml+xml"):
+        add_text(html_to_text(text), where, budget, "text/html")
+        return
+    elif lower.endswith((".xml", ".xsd", ".svg")) or content_type.endswith("xml"):
+        from dlp.extract.xmltext import markup_text
+
+        add_text(markup_text(text), where, budget, content_type or "application/xml")
+        return
+    if delimiter:
+        add_text(csv_text(text, delimiter), where, budget, "text/csv")
+        return
+    add_text(text, where, budget, content_type if content_type.startswith("text/") else "text/plain")
+
+
+def csv_text(text: str, delimiter: str) -> str:
+    """One row per line, cells separated by a tab (quoted newlines inside a cell become spaces)."""
+    try:
+        rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        return "\n".join("\t".join(cell.replace("\r", " ").replace("\n", " ") for cell in row) for row in rows)
+    except csv.Error:
+        return text
+
+
+def _html(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    add_text(html_to_text(decode_text(data, charset)), where, budget, "text/html")
+
+
+def _email(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    from dlp.extract.mime import extract_message_into
+
+    extract_message_into(data, where.child(where.location, mime=1), budget)
+
+
+def _image(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    budget.skip(where.location, Reason.NOT_INSPECTED_IMAGE, "image content is not inspected (no OCR)")
+
+
+def _binary(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    budget.skip(where.location, Reason.BINARY_CONTENT, "binary content of no known type")
+
+
+def _unsupported(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    budget.skip(where.location, Reason.UNSUPPORTED_ARCHIVE, "archive format not supported (7z / rar)")
+
+
+def _archive(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    from dlp.extract import archives
+
+    archives.extract_archive(sniff(data), data, where, budget, name)
+
+
+def _document(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    from dlp.extract import documents
+
+    documents.extract_document(sniff(data), data, where, budget)
+
+
+def _tnef(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    from dlp.extract.tnef import extract_tnef
+
+    extract_tnef(data, where, budget)
+
+
+def inner_name(name: str, suffixes: tuple[str, ...]) -> str:
+    """`report.csv.gz` -> `report.csv`; a name without a known suffix keeps its base name."""
+    base = posixpath.basename(name.replace("\\", "/"))
+    for suffix in suffixes:
+        if base.lower().endswith(suffix) and len(base) > len(suffix):
+            return base[: -len(suffix)]
+    return base or "data"
+
+
+_HANDLERS = {
+    FileType.TEXT: _text,
+    FileType.HTML: _html,
+    FileType.EMAIL: _email,
+    FileType.IMAGE: _image,
+    FileType.BINARY: _binary,
+    FileType.SEVEN_ZIP: _unsupported,
+    FileType.RAR: _unsupported,
+    FileType.ZIP: _archive,
+    FileType.GZIP: _archive,
+    FileType.BZIP2: _archive,
+    FileType.XZ: _archive,
+    FileType.LZMA: _archive,
+    FileType.ZSTD: _archive,
+    FileType.TAR: _archive,
+    FileType.PDF: _document,
+    FileType.CFB: _document,
+    FileType.RTF: _document,
+    FileType.TNEF: _tnef,
+}
+
+_DECODE_REASONS = {
+    FileType.ZIP: Reason.UNDECODABLE_ARCHIVE,
+    FileType.GZIP: Reason.UNDECODABLE_ARCHIVE,
+    FileType.BZIP2: Reason.UNDECODABLE_ARCHIVE,
+    FileType.XZ: Reason.UNDECODABLE_ARCHIVE,
+    FileType.LZMA: Reason.UNDECODABLE_ARCHIVE,
+    FileType.ZSTD: Reason.UNDECODABLE_ARCHIVE,
+    FileType.TAR: Reason.UNDECODABLE_ARCHIVE,
+    FileType.TNEF: Reason.UNDECODABLE_TNEF,
+}

@@ -1,0 +1,30 @@
+"""Fast text from XML parts (OOXML, OpenDocument, plain XML) without building a tree: paragraph and
+cell ends become line breaks and tabs, other tags are dropped, entities unescaped. No entity is ever
+expanded, so DTD tricks (billion laughs, external entities) have nothing to work with."""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Ends of paragraphs/rows and explicit breaks -> newline; cells and tabs -> tab. Covers WordprocessingML
+# (w:), DrawingML (a:), SpreadsheetML and OpenDocument (text:, table:).
+_NEWLINE = re.compile(
+    r"</(?:w:p|a:p|text:p|text:h|table:table-row|row|p|tr|li|div|h\d)>|<(?:w:br|w:cr|a:br|text:line-break)\b[^>]*/>",
+    re.I,
+)
+_TAB = re.compile(r"</(?:w:tc|table:table-cell|c|td|th)>|<(?:w:tab|text:tab)\b[^>]*/>", re.I)
+_SPACE = re.compile(r"<text:s\b[^>]*/>")
+_TAG = re.compile(r"<[^>]*>")
+_DECLARATIONS = re.compile(r"<!(?:DOCTYPE|ENTITY)[^>]*>|<\?[^>]*\?>|<!--.*?-->", re.S)
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+
+
+def markup_text(xml: str) -> str:
+    text = _DECLARATIONS.sub("", xml)
+    text = _NEWLINE.sub("\n", text)
+    text = _TAB.sub("\t", text)
+    text = _SPACE.sub(" ", text)
+    text = _TAG.sub("", text)
+    text = html.unescape(text) if "&" in text else text
+    return _BLANK_LINES.sub("\n\n", text).strip()
