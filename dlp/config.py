@@ -104,7 +104,10 @@ class AlertSettings:
     syslog: str = ""  # "udp://host:514" | "tcp://host:601" | "unix:///dev/log"
     webhook_url: str = ""
     webhook_timeout_seconds: float = 5.0
-    queue_size: int = 10_000
+    webhook_max_attempts: int = 5  # 5xx / 429 / network errors are retried with exponential backoff
+    webhook_backoff_seconds: float = 0.5  # first retry delay; doubles, capped at 60 s
+    syslog_facility: str = "local0"
+    queue_size: int = 10_000  # per sink; a full queue drops (dlp_alerts_dropped_total)
 
 
 @dataclass(frozen=True, slots=True)
