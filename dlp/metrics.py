@@ -5,9 +5,20 @@ addresses, hosts or values.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from dlp import __version__
+from dlp.model import Action, Reason
+
+# The fixed label sets that dashboards and alerts rely on (pre-initialised so they show zeros).
+CHANNELS = ("smtp", "web", "passive")
+ACTIONS = tuple(str(a) for a in Action)
+REASONS = tuple(str(r) for r in Reason)
+SERVICES = ("metrics", "smtp", "proxy", "console")
+ALERT_SINKS = ("jsonl", "syslog", "webhook")
+FAIL_MODES = ("tempfail", "block", "open")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SIZE_BUCKETS = (1e3, 1e4, 1e5, 1e6, 1e7, 1e8)
@@ -73,3 +84,39 @@ RULE_PRECISION = Gauge("dlp_rule_precision", "Confirmed / (confirmed + false pos
 DETECTOR_PRECISION = Gauge(
     "dlp_detector_precision", "Confirmed / (confirmed + false positive), per detector", ["detector"]
 )
+
+# Process health (refreshed by dlp.metrics_server)
+SERVICE_UP = Gauge("dlp_service_up", "1 while a service of this process is listening", ["service"])
+STORE_WRITABLE = Gauge("dlp_store_writable", "1 when the last health probe could write to the data directory")
+REFRESH_ERRORS = Counter(
+    "dlp_metrics_refresh_errors_total", "Failed refreshes of store-derived gauges", ["source"]
+)
+
+
+def preinitialise(rules: Iterable[str] = (), detector_entities: Iterable[tuple[str, str]] = ()) -> None:
+    """Create every series of the fixed label sets now, so that dashboards and rate() see zeros rather
+    than gaps before the first event. `rules` come from the policy; `detector_entities` are the
+    (entity, detector) pairs of the registered detectors."""
+    for channel in CHANNELS:
+        for action in ACTIONS:
+            MESSAGES.labels(channel, action)
+            SHADOW_VERDICTS.labels(channel, action)
+        for reason in REASONS:
+            UNINSPECTED.labels(channel, reason)
+        for reason in ("timeout", "inspection_error"):
+            INSPECTION_ERRORS.labels(channel, reason)
+        for mode in FAIL_MODES:
+            FAIL_MODE.labels(channel, mode)
+        INSPECTION_SECONDS.labels(channel)
+        MESSAGE_BYTES.labels(channel)
+        INSPECTED_BYTES.labels(channel)
+    for sink in ALERT_SINKS:
+        ALERTS_SENT.labels(sink)
+        ALERT_SINK_FAILURES.labels(sink)
+        ALERTS_DROPPED.labels(sink)
+    for service in SERVICES:
+        SERVICE_UP.labels(service)
+    for rule in rules:
+        RULE_MATCHES.labels(rule)
+    for entity, detector in detector_entities:
+        FINDINGS.labels(entity, detector)
