@@ -79,6 +79,7 @@ class ProxySettings:
 
 
 @dataclass(frozen=True, slots=True)
+    upstream_trusted_ca: str = ""  # PEM bundle for verifying upstream servers; empty = the system/certifi store
 class ConsoleSettings:
     listen: str = "127.0.0.1:8000"  # HOST:PORT, or "off"
     session_minutes: int = 480

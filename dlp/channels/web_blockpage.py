@@ -1,0 +1,95 @@
+"""The responses the proxy sends instead of forwarding: an HTML block page (a jinja2 template an operator
+may replace) or a small JSON object for API clients. Only fixed text and the incident id: never content."""
+
+from __future__ import annotations
+
+import enum
+import json
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+from mitmproxy import http
+
+
+class BlockReason(enum.StrEnum):
+    """Why a request was refused; a fixed set (also the `reason` label of dlp_web_blocked_total)."""
+
+    POLICY = "policy"
+    QUARANTINE = "quarantine"
+    INSPECTION_UNAVAILABLE = "inspection_unavailable"
+    TOO_LARGE = "too_large"
+    INVALID_REQUEST = "invalid_request"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+
+
+_TEXT: dict[BlockReason, tuple[int, str, str]] = {
+    BlockReason.POLICY: (
+        403, "Blocked by data-loss prevention",
+        "This upload contained information that company policy does not allow to be sent to this site. "
+        "Nothing was sent.",
+    ),
+    BlockReason.QUARANTINE: (
+        403, "Held for review by data-loss prevention",
+        "This upload contained information that needs a security analyst's review before it may leave. "
+        "It was not sent; a copy is held for the review.",
+    ),
+    BlockReason.INSPECTION_UNAVAILABLE: (
+        403, "Blocked: the upload could not be checked",
+        "The data-loss prevention service could not check this upload just now, so it was not sent. "
+        "Try again in a moment.",
+    ),
+    BlockReason.TOO_LARGE: (
+        413, "Blocked: upload too large to check",
+        "This upload is larger than the data-loss prevention service can check, so it was not sent.",
+    ),
+}
+
+JSON_ERROR = "blocked by data-loss prevention"
+
+
+class BlockPages:
+    """Renders block responses. The template is compiled once; a broken operator template is an error at
+    start-up, not at the first block."""
+
+    def __init__(self, template_path: str = "") -> None:
+        if template_path:
+            source = Path(template_path).read_text(encoding="utf-8")
+        else:
+            source = resources.files("dlp").joinpath("defaults/blockpage.html").read_text(encoding="utf-8")
+        env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+        self._template = env.from_string(source)
+        # Render once now so that a template using an unknown variable fails at start-up.
+        self.render_html(BlockReason.POLICY, "INC-00000000-00000000", "m-0")
+
+    def render_html(self, reason: BlockReason, incident: str | None, reference: str) -> str:
+        status, title, explanation = _TEXT[reason]
+        return self._template.render(status=status, incident=incident or "", reference=reference,
+                                     reason=str(reason), title=title, explanation=explanation)
+
+    def response(self, request: http.Request, reason: BlockReason, incident: str | None,
+                 reference: str) -> http.Response:
+        status, _title, explanation = _TEXT[reason]
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "X-DLP-Blocked": str(reason),
+        }
+        if incident:
+            headers["X-DLP-Incident"] = incident
+        if wants_json(request):
+            body = {"error": JSON_ERROR, "reason": str(reason), "incident": incident, "reference": reference,
+                    "message": explanation}
+            headers["Content-Type"] = "application/json"
+            return http.Response.make(status, json.dumps(body).encode(), headers)
+        headers["Content-Type"] = "text/html; charset=utf-8"
+        return http.Response.make(status, self.render_html(reason, incident, reference).encode(), headers)
+
+
+def wants_json(request: http.Request) -> bool:
+    """API clients: they ask for JSON, or they send it and do not ask for HTML."""
+    accept = request.headers.get("accept", "").lower()
+    if "application/json" in accept or "+json" in accept:
+        return "text/html" not in accept
+    content_type = request.headers.get("content-type", "").lower()
+    return ("json" in content_type) and "text/html" not in accept
