@@ -90,6 +90,7 @@ class ConsoleSettings:
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
     listen: str = "127.0.0.1:9108"  # HOST:PORT, or "off"
+    refresh_seconds: float = 15.0  # how often store-derived gauges (quarantine backlog, precision) refresh
 
 
 @dataclass(frozen=True, slots=True)
