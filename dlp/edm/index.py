@@ -1,0 +1,265 @@
+"""The on-disk EDM index of one client: keyed hashes only, sorted for binary search, memory-mapped to load.
+
+Layout: the magic `DLPEDM01`, a little-endian u64 header length, a JSON header (sizes, field names and
+types, when it was built, the key id), then 8-byte aligned arrays:
+
+- `keys`     u64[n]  keyed hash of (kind, normalised value), sorted, ties sorted by record;
+- `records`  u32[n]  the record (row) each key belongs to;
+- `fields`   u8[n]   which field of that record;
+- `tokens`   u64[m]  sorted keyed hashes of the single words of name and text fields;
+- `prints`   u64[r]  each record's fingerprint: a keyed hash of its identifying values.
+
+No clear value is written anywhere, not even to a temporary file: the builder hashes each cell as it
+reads it. A new index is written to a temporary file, fsynced and renamed over the old one.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import secrets
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dlp.durable import TMP_PREFIX, fsync_directory
+from dlp.edm.hashing import RECORD_KIND, TOKEN_KIND, KeyedHasher, check_client
+from dlp.edm.normalize import (
+    IDENTIFYING_BY_DEFAULT,
+    WORDS,
+    DateOrder,
+    FieldOptions,
+    FieldType,
+    normalize_field,
+)
+
+MAGIC = b"DLPEDM01"
+FORMAT_VERSION = 1
+_SECTIONS = (("keys", "<u8"), ("records", "<u4"), ("fields", "u1"), ("tokens", "<u8"), ("prints", "<u8"))
+
+
+class EdmIndexError(Exception):
+    """An index that cannot be used (corrupt, wrong key, wrong version); the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str  # the CSV column
+    type: FieldType
+    identifying: bool
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "type": str(self.type), "identifying": self.identifying}
+
+
+def index_path(data_dir: Path, client: str) -> Path:
+    return data_dir / "edm" / f"{check_client(client)}.idx"
+
+
+def _align(n: int) -> int:
+    return (n + 7) & ~7
+
+
+class IndexBuilder:
+    """Hashes records one at a time into compact arrays; `write` sorts them and replaces the index."""
+
+    def __init__(self, client: str, key: bytes, fields: list[Field], options: FieldOptions) -> None:
+        if not fields:
+            raise ValueError("no fields to index")
+        if len(fields) > 255:
+            raise ValueError("at most 255 fields")
+        if not any(f.identifying for f in fields):
+            raise ValueError("at least one field must be identifying (account, card, ssn, email, phone)")
+        self.client = check_client(client)
+        self.fields = fields
+        self.options = options
+        self._hasher = KeyedHasher(key)
+        self._keys = array("Q")
+        self._records = array("I")
+        self._fields = array("B")
+        self._prints = array("Q")
+        self._tokens: dict[str, int] = {}  # word -> keyed hash (memory only, dropped after write)
+        self.rows_read = 0
+        self.rows_skipped = 0  # no usable identifying value: such a row could never match
+        self.values_skipped = [0] * len(fields)
+
+    def add(self, cells: list[str]) -> None:
+        self.rows_read += 1
+        record = len(self._prints)
+        h64 = self._hasher.h64
+        keys: list[tuple[int, int]] = []
+        identity: list[str] = []
+        for index, (spec, cell) in enumerate(zip(self.fields, cells, strict=True)):
+            if not cell or not cell.strip():
+                continue
+            normalised = normalize_field(spec.type, cell, self.options)
+            if not normalised:
+                self.values_skipped[index] += 1
+                continue
+            for kind, value in normalised:
+                keys.append((h64(kind, value), index))
+                if spec.identifying:
+                    identity.append(f"{kind}:{value}")
+                if kind == WORDS:
+                    for word in set(value.split(" ")):
+                        if word not in self._tokens:
+                            self._tokens[word] = h64(TOKEN_KIND, word)
+        if not identity:
+            self.rows_skipped += 1
+            return
+        for key, index in keys:
+            self._keys.append(key)
+            self._records.append(record)
+            self._fields.append(index)
+        self._prints.append(h64(RECORD_KIND, "\x1f".join(sorted(identity))))
+
+    def add_all(self, rows: Iterable[list[str]]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def header(self, sizes: dict[str, int]) -> dict[str, Any]:
+        return {
+            "format": FORMAT_VERSION,
+            "client": self.client,
+            "built": datetime.now(UTC).isoformat(timespec="seconds"),
+            "key_id": self._hasher.key_id(),
+            "region": self.options.region,
+            "date_order": str(self.options.date_order),
+            "fields": [f.describe() for f in self.fields],
+            "rows_read": self.rows_read,
+            "rows_skipped": self.rows_skipped,
+            "values_skipped": dict(zip((f.name for f in self.fields), self.values_skipped, strict=True)),
+            "records": len(self._prints),
+            "postings": len(self._keys),
+            "tokens": sizes["tokens"],
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        keys = np.frombuffer(self._keys, dtype=np.uint64)
+        records = np.frombuffer(self._records, dtype=np.uint32)
+        order = np.lexsort((records, keys))
+        tokens = np.unique(np.fromiter(self._tokens.values(), dtype=np.uint64, count=len(self._tokens)))
+        return {
+            "keys": keys[order].astype("<u8"),
+            "records": records[order].astype("<u4"),
+            "fields": np.frombuffer(self._fields, dtype=np.uint8)[order],
+            "tokens": tokens.astype("<u8"),
+            "prints": np.frombuffer(self._prints, dtype=np.uint64).astype("<u8"),
+        }
+
+    def write(self, path: Path) -> dict[str, Any]:
+        """Durably replace the index at `path`; returns its header."""
+        arrays = self.arrays()
+        self._tokens.clear()
+        header = self.header({name: len(a) for name, a in arrays.items()})
+        offset = 0
+        layout = {}
+        for name, _dtype in _SECTIONS:
+            layout[name] = [offset, len(arrays[name])]
+            offset = _align(offset + arrays[name].nbytes)
+        header["sections"] = layout
+        blob = json.dumps(header, sort_keys=True).encode()
+        start = _align(16 + len(blob))
+        pad = b"\0" * (start - 16 - len(blob))
+        pieces: list[bytes | memoryview] = [MAGIC, len(blob).to_bytes(8, "little"), blob, pad]
+        cursor = 0
+        for name, _dtype in _SECTIONS:
+            data = arrays[name]
+            pieces.append(memoryview(np.ascontiguousarray(data)).cast("B"))
+            cursor += data.nbytes
+            pad = _align(cursor) - cursor
+            pieces.append(b"\0" * pad)
+            cursor += pad
+        _write_pieces_atomic(path, pieces)
+        header["bytes"] = path.stat().st_size
+        return header
+
+
+def _write_pieces_atomic(path: Path, pieces: list[bytes | memoryview]) -> None:
+    """dlp.durable.write_atomic, streaming the pieces instead of joining a large index in memory."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f"{TMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            for piece in pieces:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+class EdmIndex:
+    """A loaded index: the arrays are views of a read-only memory map, shared by every worker process."""
+
+    def __init__(self, path: Path, key: bytes) -> None:
+        self.path = path
+        try:
+            with path.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < 16:
+                    raise EdmIndexError(f"{path}: not an EDM index (too short)")
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise EdmIndexError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        self.header = read_header(path, self._map)
+        hasher = KeyedHasher(key)
+        if self.header.get("key_id") != hasher.key_id():
+            raise EdmIndexError(f"{path}: built with another key than keys/edm-{self.header.get('client')}.key;"
+                                " re-index the client")
+        self.hasher = hasher
+        self.client: str = self.header["client"]
+        self.fields = [Field(f["name"], FieldType(f["type"]), bool(f["identifying"])) for f in self.header["fields"]]
+        self.identifying = np.array([f.identifying for f in self.fields] + [False], dtype=bool)
+        self.options = FieldOptions(self.header["region"], DateOrder(self.header["date_order"]))
+        start = _align(16 + int.from_bytes(self._map[8:16], "little"))
+        arrays: dict[str, np.ndarray] = {}
+        for name, dtype in _SECTIONS:
+            offset, count = self.header["sections"][name]
+            width = np.dtype(dtype).itemsize
+            if start + offset + count * width > size:
+                raise EdmIndexError(f"{path}: truncated ({name})")
+            arrays[name] = np.frombuffer(self._map, dtype=dtype, count=count, offset=start + offset)
+        self.keys, self.records, self.field_of = arrays["keys"], arrays["records"], arrays["fields"]
+        self.tokens, self.prints = arrays["tokens"], arrays["prints"]
+        if len(self.records) != len(self.keys) or len(self.field_of) != len(self.keys):
+            raise EdmIndexError(f"{path}: inconsistent sections")
+
+
+def read_header(path: Path, data: bytes | mmap.mmap | None = None) -> dict[str, Any]:
+    """The JSON header of an index file (sizes, fields, build time); no key needed."""
+    if data is None:
+        with path.open("rb") as f:
+            head = f.read(16)
+            length = int.from_bytes(head[8:16], "little") if len(head) == 16 else 0
+            data = head + f.read(min(length, 1 << 20))
+    if data[:8] != MAGIC:
+        raise EdmIndexError(f"{path}: not an EDM index")
+    length = int.from_bytes(data[8:16], "little")
+    try:
+        header = json.loads(bytes(data[16 : 16 + length]))
+    except ValueError:
+        raise EdmIndexError(f"{path}: corrupt header") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+        version = header.get("format") if isinstance(header, dict) else "?"
+        raise EdmIndexError(f"{path}: unsupported index format {version}")
+    return header
+
+
+def default_fields(names: list[str]) -> list[Field]:
+    """Fields named after their type (`--columns name,account,email`)."""
+    return [Field(n, FieldType(n), FieldType(n) in IDENTIFYING_BY_DEFAULT) for n in names]
+

@@ -1,0 +1,223 @@
+"""How EDM reads a value: one normalised form per field type, the same on the index and the scan side.
+
+Every value becomes one or more `(kind, text)` keys. The kind says which normaliser produced it, so that
+a date and an account number never meet by accident:
+
+- `d` digits only (account, card, ssn): separators and letters dropped, at least five digits;
+- `p` a phone number in E.164 (`+15552014567`);
+- `e` an e-mail address, lowercased;
+- `t` a date in ISO form (`1985-03-12`);
+- `w` words: case, accents, punctuation and spacing folded; a name's words are sorted so that
+  "Smith, John" and "John Smith" meet; other text keeps its order;
+- `c` compact: letters and digits run together (postcodes: "SW1A 1AA" = "sw1a1aa").
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import phonenumbers
+
+from dlp.normalize import normalize
+
+MIN_DIGITS = 5  # numbers under five digits are too common to mean anything
+MAX_WORDS = 4  # the longest name or text n-gram looked up
+
+
+class FieldType(enum.StrEnum):
+    NAME = "name"
+    ACCOUNT = "account"
+    CARD = "card"
+    SSN = "ssn"
+    EMAIL = "email"
+    PHONE = "phone"
+    DATE = "date"
+    POSTCODE = "postcode"
+    TEXT = "text"
+
+
+IDENTIFYING_BY_DEFAULT = frozenset({FieldType.ACCOUNT, FieldType.CARD, FieldType.SSN, FieldType.EMAIL,
+                                    FieldType.PHONE})
+
+# Kinds of normalised keys (one byte each in the hashed input).
+DIGITS, PHONE, EMAIL, DATE, WORDS, COMPACT = "d", "p", "e", "t", "w", "c"
+
+WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+_NON_DIGIT = re.compile(r"\D+")
+_NON_ALNUM = re.compile(r"[\W_]+")
+EMAIL_RE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+_MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+                "october", "november", "december")
+
+
+class DateOrder(enum.StrEnum):
+    DMY = "dmy"
+    MDY = "mdy"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldOptions:
+    """How ambiguous inputs are read when indexing: the phone region and the order of numeric dates."""
+
+    region: str = "US"
+    date_order: DateOrder = DateOrder.MDY
+
+
+def fold_words(text: str) -> list[str]:
+    """Words of already-normalised text, lowercased, apostrophes dropped ("O'Brien" -> "obrien")."""
+    return [w.lower().replace("'", "").replace("’", "") for w in WORD.findall(text)]
+
+
+def words_key(words: list[str], *, sort: bool) -> str:
+    return " ".join(sorted(words) if sort else words)
+
+
+def _digits(text: str) -> str:
+    return _NON_DIGIT.sub("", text)
+
+
+def normalize_field(field_type: FieldType, raw: str, options: FieldOptions) -> list[tuple[str, str]]:
+    """The keys one cell of a customer export stands for; empty when the value cannot be used."""
+    text = normalize(raw).text.strip()
+    if not text:
+        return []
+    match field_type:
+        case FieldType.ACCOUNT | FieldType.CARD | FieldType.SSN:
+            digits = _digits(text)
+            return [(DIGITS, digits)] if len(digits) >= MIN_DIGITS else []
+        case FieldType.EMAIL:
+            found = EMAIL_RE.fullmatch(text)
+            return [(EMAIL, text.lower())] if found else []
+        case FieldType.PHONE:
+            e164 = phone_e164(text, options.region)
+            return [(PHONE, e164)] if e164 else []
+        case FieldType.DATE:
+            day = parse_date(text, options.date_order)
+            return [(DATE, day.isoformat())] if day else []
+        case FieldType.POSTCODE:
+            compact = _NON_ALNUM.sub("", text).lower()
+            if len(compact) < 3 or (compact.isdigit() and len(compact) < MIN_DIGITS):
+                return []
+            return [(COMPACT, compact)]
+        case FieldType.NAME | FieldType.TEXT:
+            words = fold_words(text)[:MAX_WORDS]
+            if not words or (len(words) == 1 and (len(words[0]) < 2 or words[0].isdigit())):
+                return []
+            return [(WORDS, words_key(words, sort=field_type is FieldType.NAME))]
+    return []
+
+
+def phone_e164(text: str, region: str) -> str | None:
+    """E.164 form of a phone number as written in a customer export, or None if it is not one."""
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneRegion:
+    """What the scan side needs to turn a national number into E.164 without parsing each candidate."""
+
+    country_code: str
+    national_prefix: str
+    international_prefixes: tuple[str, ...]
+
+    @classmethod
+    def for_region(cls, region: str) -> PhoneRegion:
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region.upper())
+        if meta is None:
+            raise ValueError(f"unknown phone region {region!r}")
+        prefixes = {"00"}
+        if meta.international_prefix and meta.international_prefix.isdigit():
+            prefixes.add(meta.international_prefix)
+        return cls(str(meta.country_code), meta.national_prefix or "", tuple(sorted(prefixes, key=len, reverse=True)))
+
+    def candidates(self, digits: str, plus: bool) -> set[str]:
+        """E.164 strings a run of 7-15 digits may stand for (with or without a leading "+")."""
+        if plus:
+            return {"+" + digits}
+        out = {"+" + digits}  # a number written with its country code but no "+"
+        for prefix in self.international_prefixes:
+            if digits.startswith(prefix):
+                out.add("+" + digits[len(prefix):])
+        if self.national_prefix and digits.startswith(self.national_prefix):
+            out.add("+" + self.country_code + digits[len(self.national_prefix):])
+        out.add("+" + self.country_code + digits)
+        return out
+
+
+_NUMERIC_DATE = re.compile(r"(\d{1,4})[./\-](\d{1,2})[./\-](\d{1,4})")
+_TEXT_DATE_DMY = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?[ \-]([A-Za-z]{3,9})\.?,?[ \-](\d{4})")
+_TEXT_DATE_MDY = re.compile(r"([A-Za-z]{3,9})\.?[ \-](\d{1,2})(?:st|nd|rd|th)?,?[ \-](\d{4})")
+
+
+def _safe_date(y: int, m: int, d: int) -> date | None:
+    if not 1000 <= y <= 2999:
+        return None
+    try:
+        return date(y, m, d)
+    except ValueError:
+        return None
+
+
+def _month(name: str) -> int | None:
+    """1-12 for a month name or an abbreviation of at least three letters ("Sep", "Sept", "September")."""
+    name = name.lower()
+    for number, full in enumerate(_MONTH_NAMES, 1):
+        if full.startswith(name):
+            return number if len(name) >= 3 else None
+    return None
+
+
+def date_readings(a: str, b: str, c: str) -> list[date]:
+    """Every valid reading of a numeric date (y-m-d, d-m-y, m-d-y): the scan side does not know the order."""
+    out = []
+    if len(a) == 4:
+        out.append(_safe_date(int(a), int(b), int(c)))
+    elif len(c) == 4:
+        out.append(_safe_date(int(c), int(b), int(a)))
+        out.append(_safe_date(int(c), int(a), int(b)))
+    return list(dict.fromkeys(d for d in out if d is not None))
+
+
+def parse_date(text: str, order: DateOrder) -> date | None:
+    """One date from an export cell: ISO, numeric in the configured order, or with a month name."""
+    text = text.strip().split("T")[0].split(" 00:00")[0].strip()
+    m = _NUMERIC_DATE.fullmatch(text)
+    if m:
+        a, b, c = m.groups()
+        if len(a) == 4:
+            return _safe_date(int(a), int(b), int(c))
+        if len(c) != 4:
+            return None
+        if order is DateOrder.DMY:
+            return _safe_date(int(c), int(b), int(a))
+        return _safe_date(int(c), int(a), int(b))
+    m = _TEXT_DATE_DMY.fullmatch(text)
+    if m and (month := _month(m.group(2))):
+        return _safe_date(int(m.group(3)), month, int(m.group(1)))
+    m = _TEXT_DATE_MDY.fullmatch(text)
+    if m and (month := _month(m.group(1))):
+        return _safe_date(int(m.group(3)), month, int(m.group(2)))
+    return None
+
+
+def text_dates(text: str) -> list[tuple[str, int, int]]:
+    """ISO forms of every date-looking span in normalised text, with its span."""
+    out: list[tuple[str, int, int]] = []
+    for m in _NUMERIC_DATE.finditer(text):
+        for d in date_readings(*m.groups()):
+            out.append((d.isoformat(), m.start(), m.end()))
+    for pattern, day_group, month_group in ((_TEXT_DATE_DMY, 1, 2), (_TEXT_DATE_MDY, 2, 1)):
+        for m in pattern.finditer(text):
+            month = _month(m.group(month_group))
+            if month and (d := _safe_date(int(m.group(3)), month, int(m.group(day_group)))):
+                out.append((d.isoformat(), m.start(), m.end()))
+    return out
