@@ -72,7 +72,11 @@ class Inspector:
     @classmethod
     def from_settings(cls, settings: Settings, policy_file: str | None = None) -> Inspector:
         policy = load_policy(policy_file or settings.inspection.policy_file or None)
-        return cls(policy, value_id_key(settings.data_path), settings.inspection.limits)
+        # Exact data match reads its indexes from the data directory and its rules from `edm:`.
+        options = {**policy.detectors, "customer_record": {
+            **policy.detectors.get("customer_record", {}), "data_dir": str(settings.data_path),
+            "edm": policy.raw.get("edm") or {}}}
+        return cls(policy, value_id_key(settings.data_path), settings.inspection.limits, build_detectors(options))
 
     def inspect(self, message: Message) -> Verdict:
         limits = self.limits
