@@ -65,6 +65,9 @@ class SmtpSettings:
     tls_key: str = ""
     require_tls: bool = False
     auth_users_file: str = ""  # optional: "user:argon2hash" lines; empty = no AUTH offered
+    auth_required: bool = True  # with a users file: MAIL needs AUTH first
+    auth_allow_plaintext: bool = False  # offer AUTH before STARTTLS (only on a trusted loopback hop)
+    max_hops: int = 3  # our own X-DLP-Inspected headers a message may carry before it is a loop (554)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,11 @@ The outcome says exactly what the client may be told: delivered (250), a tempora
 permanent refusal, or "unknown" when the next hop vanished after the final dot (possibly delivered).
 Recipients are all-or-nothing: if the next hop refuses any recipient, the transaction is reset and
 nothing is sent, so a 250 never covers a recipient that was dropped.
+
+The DATA command is split in two stages: a failure before the next hop's 354 is an ordinary temporary
+failure (nothing was sent), a failure after the final dot went out is UNKNOWN (the next hop may have
+queued it: the caller counts a possible duplicate). TLS to the next hop is opportunistic and not
+verified, like Postfix's default `smtp_tls_security_level = may`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import re
 import smtplib
 import ssl
 import time
@@ -18,6 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlp.durable import write_atomic
+
+# CR, LF, NUL or other controls in an address would let it smuggle commands into the next hop's session.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_EOLS = re.compile(rb"\r\n|\n|\r")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
 class Outcome(enum.StrEnum):
@@ -55,6 +66,8 @@ def deliver(
     helo: str = "dlp.localhost",
 ) -> DeliveryResult:
     """Blocking delivery; run it in a thread from async code."""
+    if _CONTROL.search(sender) or any(_CONTROL.search(r) for r in recipients):
+        return _fail(Outcome.REJECTED, 553, "5.1.7", "bad_address")
     if not next_hop:
         if outbox is None:
             raise ValueError("no next hop and no outbox")
@@ -87,7 +100,8 @@ def _transaction(client: smtplib.SMTP, sender: str, recipients: list[str], data:
             if code != 250:
                 return _mirror(code, "helo")
         if client.has_extn("starttls"):
-            client.starttls(context=ssl.create_default_context())
+            stage = "starttls"
+            client.starttls(context=_opportunistic_tls())
             client.ehlo()
         options: list[str] = []
         eight_bit = any(b > 0x7F for b in data)
@@ -117,22 +131,43 @@ def _transaction(client: smtplib.SMTP, sender: str, recipients: list[str], data:
             return _fail(Outcome.TEMPFAIL, 451, "4.5.3", "rcpt_refused", refused)
         stage = "data"
         _set_timeout(client, deadline)
-        code, _ = client.data(data)
+        client.putcmd("data")
+        code, _ = client.getreply()
+        if code != 354:
+            return _mirror(code, "data")
+        stage = "dot"
+        client.send(_dot_stuffed(data))
+        code, _ = client.getreply()
         if code == 250:
             return DeliveryResult(Outcome.DELIVERED, 250, "2.0.0")
-        return _mirror(code, "data")
+        return _mirror(code, "dot")
     except smtplib.SMTPServerDisconnected:
-        if stage == "data":
+        if stage == "dot":
             return _fail(Outcome.UNKNOWN, 451, "4.4.2", "disconnected_after_data")
         return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "disconnected")
     except TimeoutError:
-        if stage == "data":
+        if stage == "dot":
             return _fail(Outcome.UNKNOWN, 451, "4.4.2", "timeout_after_data")
         return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "timeout")
     except (OSError, smtplib.SMTPException, ssl.SSLError):
-        if stage == "data":
+        if stage == "dot":
             return _fail(Outcome.UNKNOWN, 451, "4.4.2", "error_after_data")
         return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "protocol_error")
+
+
+def _opportunistic_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """CRLF line endings, leading dots doubled, and the final dot (RFC 5321 4.5.2)."""
+    out = _LEADING_DOT.sub(b"..", _EOLS.sub(b"\r\n", data))
+    if not out.endswith(b"\r\n"):
+        out += b"\r\n"
+    return out + b".\r\n"
 
 
 def _set_timeout(client: smtplib.SMTP, deadline: float) -> None:
@@ -145,7 +180,7 @@ def _mirror(code: int, stage: str) -> DeliveryResult:
     if 400 <= code < 500:
         return _fail(Outcome.TEMPFAIL, 451, "4.4.0", f"reply_4xx_{stage}")
     if code >= 500:
-        return _fail(Outcome.REJECTED, 554 if stage == "data" else 550, "5.0.0", f"reply_5xx_{stage}")
+        return _fail(Outcome.REJECTED, 554 if stage in ("data", "dot") else 550, "5.0.0", f"reply_5xx_{stage}")
     return _fail(Outcome.TEMPFAIL, 451, "4.4.0", f"unexpected_reply_{stage}")
 
 

@@ -1,0 +1,260 @@
+"""The relay's SMTP protocol: aiosmtpd's state machine with the limits and replies a DLP relay needs.
+
+Differences from stock aiosmtpd, each for an attack or a failure it would otherwise let through:
+- every reply goes through the catalogue (`smtp_replies.translate`): no exception or client text echoed;
+- sessions over the global / per-address cap get 421 at connect; draining sessions get 421 at MAIL;
+- control characters in MAIL FROM / RCPT TO are refused (aiosmtpd would accept `<a\\rb@x>`);
+- DATA is read by our own loop: lines longer than the limit or a body over the size limit are read to
+  the end and refused (never truncated); a bare CR, bare LF or NUL anywhere refuses the message with
+  550 5.6.0, so no SMTP-smuggling sequence can reach the next hop; the idle timer restarts per line;
+- AUTH is offered only when a users file is configured, and only after STARTTLS unless allowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiosmtpd.smtp import SMTP
+
+from dlp import metrics
+from dlp.channels import smtp_replies as replies
+from dlp.channels.smtp_limits import has_control_characters
+
+AUTH_FAILURE_LIMIT = 3
+
+
+class Gate(Protocol):
+    """What the service decides for every session: admission, and whether it is draining."""
+
+    draining: bool
+
+    def admit(self, protocol: RelaySMTP, address: str) -> str | None: ...
+
+    def release(self, protocol: RelaySMTP, address: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolOptions:
+    hostname: str
+    max_message_bytes: int
+    max_line_length: int
+    idle_timeout: float
+    tls_context: ssl.SSLContext | None = None
+    require_tls: bool = False
+    authenticator: Any = None
+    auth_required: bool = False
+    auth_allow_plaintext: bool = False
+
+
+class _Refused(Exception):
+    """Raised inside the DATA reader to finish reading and then send a catalogue refusal."""
+
+
+class RelaySMTP(SMTP):
+    def __init__(self, handler: Any, gate: Gate, options: ProtocolOptions) -> None:
+        # Both must exist before aiosmtpd's __init__ reads them: the stream limit is one line plus CRLF
+        # and a transparency dot; the size-limit map is per instance (aiosmtpd's is a shared class dict).
+        self.line_length_limit = options.max_line_length + 3
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self._gate = gate
+        self._options = options
+        self._admitted_as: str | None = None
+        self._refused = False
+        self._auth_failures = 0
+        self.in_transaction = False  # a DATA body is being read or its verdict enforced
+        super().__init__(
+            handler,
+            data_size_limit=options.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=options.hostname,
+            ident="ESMTP dlp",
+            tls_context=options.tls_context,
+            require_starttls=options.require_tls,
+            timeout=options.idle_timeout,
+            auth_required=options.auth_required and options.authenticator is not None,
+            auth_require_tls=not options.auth_allow_plaintext,
+            authenticator=options.authenticator,
+            loop=asyncio.get_running_loop(),
+        )
+
+    # ------------------------------------------------------------------------------ connection
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self._original_transport is None and self.transport is None
+        if first:
+            peer = transport.get_extra_info("peername")
+            address = str(peer[0]) if peer else ""
+            refusal = self._gate.admit(self, address)
+            if refusal is not None:
+                self._refused = True
+                metrics.SMTP_REJECTED.labels("session_limit").inc()
+                transport.write(refusal.encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._admitted_as = address
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._admitted_as is not None:
+            self._gate.release(self, self._admitted_as)
+            self._admitted_as = None
+        super().connection_lost(error)
+
+    def close_with(self, reply: str) -> None:
+        """Send a final reply and close, from outside the session's own task (drain, shutdown)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(replies.translate(reply).encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
+        transport.close()
+
+    @property
+    def idle(self) -> bool:
+        return not self.in_transaction and not (self.envelope is not None and self.envelope.mail_from)
+
+    # ------------------------------------------------------------------------------ replies
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("ascii", "replace") if isinstance(status, bytes) else status
+        await super().push(replies.translate(text))
+
+    # ------------------------------------------------------------------------------ commands
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if not hostname:
+            await self.push(replies.PARAMETER_ERROR)
+            return
+        assert self.session is not None
+        self._set_rset_state()
+        self.session.extended_smtp = True
+        self.session.host_name = hostname
+        # Room for " SIZE=<n>", " BODY=8BITMIME" and " SMTPUTF8" on MAIL FROM.
+        self.command_size_limits["MAIL"] = SMTP.command_size_limit + 26 + 14 + 10
+        lines = [f"250-{self.hostname}", f"250-SIZE {self._options.max_message_bytes}", "250-8BITMIME", "250-SMTPUTF8"]
+        if self.tls_context and not self._tls_protocol:
+            lines.append("250-STARTTLS")
+        if self._options.authenticator is not None and (self._tls_protocol or self._options.auth_allow_plaintext):
+            lines.append("250-AUTH LOGIN PLAIN")
+        lines.append("250 ENHANCEDSTATUSCODES")
+        for line in lines:
+            await self.push(line)
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        if self._options.authenticator is None:
+            await self.push(replies.NOT_IMPLEMENTED)
+            return
+        await super().smtp_AUTH(arg)
+        assert self.session is not None
+        if arg and not self.session.authenticated:
+            self._auth_failures += 1
+            if self._auth_failures >= AUTH_FAILURE_LIMIT:
+                metrics.SMTP_REJECTED.labels("auth_failures").inc()
+                await self.push(replies.TOO_MANY_AUTH_FAILURES)
+                assert self.transport is not None
+                self.transport.close()
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if self._gate.draining:
+            await self.push(replies.SHUTTING_DOWN)
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if arg and has_control_characters(arg):
+            metrics.SMTP_REJECTED.labels("control_characters").inc()
+            await self.push(replies.CONTROL_CHARACTERS)
+            return
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        if arg and has_control_characters(arg):
+            metrics.SMTP_REJECTED.labels("control_characters").inc()
+            await self.push(replies.CONTROL_CHARACTERS)
+            return
+        await super().smtp_RCPT(arg)
+
+    async def smtp_VRFY(self, arg: str) -> None:
+        await self.push(replies.CANNOT_VRFY if arg else replies.PARAMETER_ERROR)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push(replies.BAD_SEQUENCE)
+            return
+        if arg:
+            await self.push(replies.PARAMETER_ERROR)
+            return
+        await self.push(replies.START_DATA)
+        self.in_transaction = True
+        try:
+            try:
+                content = await self._read_data()
+            except _Refused as refusal:
+                self._set_post_data_state()
+                await self.push(str(refusal))
+                return
+            self.envelope.content = content
+            self.envelope.original_content = content
+            status = await self.event_handler.handle_DATA(self, self.session, self.envelope)
+            self._set_post_data_state()
+            await self.push(status)
+        finally:
+            self.in_transaction = False
+        if self._gate.draining:
+            await self.push(replies.SHUTTING_DOWN)
+            assert self.transport is not None
+            self.transport.close()
+
+    async def _read_data(self) -> bytes:
+        """The body up to the final dot, unstuffed; raises _Refused (after reading it all) when refused."""
+        limit = self._options.max_message_bytes
+        lines: list[bytes] = []
+        size = 0
+        refusal: str | None = None
+        reason = ""
+        in_long_line = False
+        while self.transport is not None:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as exc:
+                # A line longer than the limit: drain it in pieces and refuse the message at the end.
+                # (asyncio leaves a trailing CR in the buffer, so a CRLF is never split between reads.)
+                piece = await self._reader.read(exc.consumed)
+                if refusal is None:
+                    refusal, reason = replies.LINE_TOO_LONG, "line_too_long"
+                lines.clear()
+                in_long_line = True
+                size += len(piece)
+                self._reset_timeout()
+                continue
+            self._reset_timeout()
+            if in_long_line:
+                # the tail of an over-long line; its CRLF ends that line, not the data
+                in_long_line = False
+                size += len(line)
+                continue
+            if line == b".\r\n":
+                break
+            size += len(line)
+            if refusal is None and size > limit:
+                refusal, reason = replies.MESSAGE_TOO_BIG, "message_too_big"
+                lines.clear()
+            if refusal is not None:
+                continue
+            body = line[:-2]
+            if b"\r" in body or b"\n" in body or b"\x00" in body:
+                refusal, reason = replies.BARE_LINE_ENDING, "bare_line_ending"
+                lines.clear()
+                continue
+            lines.append(line[1:] if line.startswith(b".") else line)
+        if refusal is not None:
+            metrics.SMTP_REJECTED.labels(reason).inc()
+            raise _Refused(refusal)
+        return b"".join(lines)
