@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 SEPARATORS = " \t\r\n\\-./|()"
 _SEP_CLASS = r"[ \t\r\n\\\-./|()]"
-# At least 7 digits, leading "+" for international phone numbers.
-NUMBER_RUN = rf"\+?[0-9](?:{_SEP_CLASS}{{0,3}}[0-9]){{6,}}"
+# At least 7 digits, leading "+" for international phone numbers. The final non-digit (the engine's
+# newline sentinel at the very end) makes Hyperscan report once per digit group instead of per digit;
+# validators take the digit groups, so the extra character never reaches a match.
+NUMBER_RUN = rf"\+?[0-9](?:{_SEP_CLASS}{{0,3}}[0-9]){{6,}}[^0-9]"
 _DIGITS = re.compile(r"[0-9]+")
 
 
@@ -29,21 +32,30 @@ class Group:
     end: int
 
 
-def digit_groups(text: str, start: int, end: int) -> list[Group]:
-    return [Group(m.group(), m.start(), m.end()) for m in _DIGITS.finditer(text, start, end)]
+class Run(list):
+    """The digit groups of one number run; `digits` counts the digits of all of them."""
+
+    digits: int = 0
 
 
-def windows(groups: list[Group], lengths: range | tuple[int, ...] | set[int], max_groups: int = 19):
-    """Yield (first, last, digits) for every run of consecutive groups whose digit count is in
-    `lengths`. Bounded: each start extends only while the digit count can still fit."""
-    longest = max(lengths)
-    for i in range(len(groups)):
+def digit_groups(text: str, start: int, end: int) -> Run:
+    run = Run(Group(m.group(), m.start(), m.end()) for m in _DIGITS.finditer(text, start, end))
+    run.digits = sum(g.end - g.start for g in run)
+    return run
+
+
+def windows(groups: list[Group], shortest: int, longest: int):
+    """Yield (first, last, digits) for every run of consecutive groups with shortest..longest digits.
+    Bounded: each start extends only while the digit count can still fit."""
+    n = len(groups)
+    for i in range(n):
         digits = ""
-        for j in range(i, min(len(groups), i + max_groups)):
+        for j in range(i, n):
             digits += groups[j].digits
-            if len(digits) > longest:
+            size = len(digits)
+            if size > longest:
                 break
-            if len(digits) in lengths:
+            if size >= shortest:
                 yield i, j, digits
 
 
@@ -65,7 +77,13 @@ def luhn_ok(digits: str) -> bool:
 
 
 def has_word(window: str, words: tuple[str, ...]) -> bool:
-    return any(w in window for w in words)
+    """Whether any of `words` occurs in `window` (one compiled alternation per word list)."""
+    return _alternation(words).search(window) is not None
+
+
+@lru_cache(maxsize=64)
+def _alternation(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
 
 
 def boundary_ok(text: str, start: int, end: int) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from detectors._numbers import NUMBER_RUN, digit_groups, has_word, separators_between
+from detectors._numbers import NUMBER_RUN, has_word, separators_between
 from detectors.base import Detector, Pattern, ScanText
 from dlp.model import Match
 
@@ -90,7 +90,9 @@ class AbaRoutingDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
-        for g in digit_groups(text.text, start, end):
+        if not has_word(text.before(start, 40), ABA_CONTEXT):
+            return
+        for g in text.digit_groups(start, end):
             if len(g.digits) == 9 and aba_ok(g.digits) and has_word(text.before(g.start, 40), ABA_CONTEXT):
                 yield Match("ABA_ROUTING_NUMBER", g.start, g.end, 0.9, g.digits)
 
@@ -103,8 +105,10 @@ class UsBankNumberDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
+        if not has_word(text.before(start, 40), ACCOUNT_CONTEXT):
+            return
         t = text.text
-        groups = digit_groups(t, start, end)
+        groups = text.digit_groups(start, end)
         seps = separators_between(t, groups, 0, len(groups) - 1)
         if len(groups) > 1 and all(s in (" ", "-") for s in seps) and len(set(seps)) == 1:
             spans = [(groups[0].start, groups[-1].end, "".join(g.digits for g in groups))]

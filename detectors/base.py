@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 
 import hyperscan
 
+from detectors._numbers import Run, digit_groups
 from dlp.model import Match
 from dlp.normalize import Normalized, normalize
 
@@ -44,22 +45,36 @@ class Pattern:
     """One expression for the multi-pattern pass. `key` tells the detector which of its patterns hit.
 
     Expressions are Hyperscan syntax over the normalised text (ASCII, or UTF-8 for the rare non-ASCII
-    character left after folding). Two detectors may share an expression: it is compiled once.
+    character left after folding), which always ends with a newline sentinel (so that a pattern may end
+    on a terminator character, reporting once per run rather than once per character). Two detectors
+    may share an expression: it is compiled once.
     """
 
     key: str
     expression: str
     flags: int = 0
+    som: bool = True  # report the start of each match; False is much faster for patterns such as
+    # e-mail addresses whose start is a long run of common characters: the validator then gets an
+    # empty span at the match's end and finds the start itself.
 
 
 class ScanText:
     """The normalised text of one scan, with helpers validators share (context windows, offsets)."""
 
-    __slots__ = ("normalized", "text")
+    __slots__ = ("_groups", "normalized", "text")
 
     def __init__(self, normalized: Normalized) -> None:
         self.normalized = normalized
-        self.text = normalized.text
+        self.text = normalized.text + "\n"  # the sentinel the patterns saw
+        self._groups: dict[tuple[int, int], Run] = {}
+
+    def digit_groups(self, start: int, end: int) -> Run:
+        """The digit groups of a number run, computed once for all the numeric detectors."""
+        key = (start, end)
+        groups = self._groups.get(key)
+        if groups is None:
+            groups = self._groups[key] = digit_groups(self.text, start, end)
+        return groups
 
     def before(self, start: int, chars: int = 48) -> str:
         """The lowercased text just before `start` (context words)."""
@@ -131,19 +146,20 @@ class DetectorSet:
     def __init__(self, detectors: list[Detector]) -> None:
         self.detectors = detectors
         self._plain = [d for d in detectors if not d.patterns()]
-        routes: dict[tuple[str, int], list[tuple[Detector, str]]] = {}
+        routes: dict[tuple[str, int, bool], list[tuple[Detector, str]]] = {}
         for d in detectors:
             for p in d.patterns():
-                routes.setdefault((p.expression, p.flags), []).append((d, p.key))
+                routes.setdefault((p.expression, p.flags, p.som), []).append((d, p.key))
         self._routes = list(routes.values())
+        self._som = [som for _, _, som in routes]
         self._db: hyperscan.Database | None = None
         self._local = threading.local()
         if routes:
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             db.compile(
-                expressions=[expr.encode() for expr, _ in routes],
+                expressions=[expr.encode() for expr, _, _ in routes],
                 ids=list(range(len(routes))),
-                flags=[flags | hyperscan.HS_FLAG_SOM_LEFTMOST for _, flags in routes],
+                flags=[flags | (hyperscan.HS_FLAG_SOM_LEFTMOST if som else 0) for _, flags, som in routes],
             )
             self._db = db
 
@@ -166,7 +182,7 @@ class DetectorSet:
         normalized = normalize(text)
         folded = normalized.text
         ascii_only = folded.isascii()
-        data = folded.encode("ascii") if ascii_only else folded.encode("utf-8", errors="replace")
+        data = (folded.encode("ascii") if ascii_only else folded.encode("utf-8", errors="replace")) + b"\n"
         reports: list[tuple[int, int, int]] = []
         append = reports.append
 
@@ -179,23 +195,30 @@ class DetectorSet:
             return []
         char_at = None if ascii_only else _byte_to_char(data)
         view = ScanText(normalized)
-        out: list[Match] = []
-        for pid, start, end in _merge(reports):
+        limit = len(folded)
+        found: dict[tuple[str, int, int, str], Match] = {}
+        for pid, start, end in _merge(reports, self._som):
             if char_at is not None:
                 start, end = char_at(start), char_at(end)
             for detector, key in self._routes[pid]:
                 for m in detector.validate(view, key, start, end):
-                    s, e = normalized.to_original(m.start, m.end)
-                    out.append(replace(m, start=s, end=e, detector=m.detector or detector.name))
-        return out
+                    s, e = normalized.to_original(min(m.start, limit), min(m.end, limit))
+                    name = m.detector or detector.name
+                    found.setdefault((m.entity, s, e, name), Match(m.entity, s, e, m.score, m.value, name, m.label))
+        return list(found.values())
 
 
-def _merge(reports: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """Hyperscan reports every end of every match; fold them into maximal spans per pattern."""
+def _merge(reports: list[tuple[int, int, int]], som: list[bool]) -> list[tuple[int, int, int]]:
+    """Hyperscan reports every end of every match; fold them into maximal spans per pattern. A pattern
+    without start-of-match reporting yields one empty span per distinct end."""
     reports.sort()
     merged: list[tuple[int, int, int]] = []
     cur_pid, cur_start, cur_end = reports[0]
+    if not som[cur_pid]:
+        cur_start = cur_end
     for pid, start, end in reports[1:]:
+        if not som[pid]:
+            start = end
         if pid == cur_pid and start < cur_end:
             if end > cur_end:
                 cur_end = end

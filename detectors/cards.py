@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from detectors._numbers import (
     NUMBER_RUN,
     Group,
-    digit_groups,
     has_word,
     luhn_ok,
     separators_between,
@@ -51,8 +50,8 @@ CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "master card", "amex
 
 _STANDARD_LAYOUTS = {(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 4, 1), (4, 4, 4, 2),
                      (4, 4, 4, 3), (4, 4, 5), (4, 4, 4, 4, 2), (4, 4, 4, 4, 1)}
-_SWAP_CLASS = "[0-9OolI]"
-_SWAPPED_RUN = rf"{_SWAP_CLASS}{{4}}(?:[ \-.]{{0,2}}{_SWAP_CLASS}{{3,6}}){{2,4}}"
+# A digit run with at least one look-alike letter in it, ending on a terminator (one report per run).
+_SWAPPED_RUN = r"[0-9][0-9OolI \-.]{0,30}[OolI][0-9OolI \-.]{0,30}[0-9][^0-9OolI]"
 _SWAPS = str.maketrans({"O": "0", "o": "0", "l": "1", "I": "1"})
 
 
@@ -97,13 +96,15 @@ class CardDetector(Detector):
         if key == "swapped":
             yield from self._swapped(text, start, end)
             return
-        groups = digit_groups(text.text, start, end)
-        if sum(len(g.digits) for g in groups) < 12:
+        groups = text.digit_groups(start, end)
+        if groups.digits < 12:
             return
         taken_until = -1
-        for first, last, digits in windows(groups, range(12, 20)):
+        for first, last, digits in windows(groups, 12, 19):
             g0, g1 = groups[first], groups[last]
             if g0.start < taken_until or not _edges_ok(text.text, g0, g1):
+                continue
+            if _inside_longer(text.text, groups, first, last):
                 continue
             network = network_of(digits)
             if network is None or not luhn_ok(digits):
@@ -125,9 +126,8 @@ class CardDetector(Detector):
         return 0.9 if context else 0.8
 
     def _swapped(self, text: ScanText, start: int, end: int) -> Iterable[Match]:
-        raw = text.text[start:end]
-        if raw.isdigit() or not any(c in raw for c in "OolI"):
-            return
+        raw = text.text[start : end - 1].rstrip(" -.")
+        end = start + len(raw)
         digits = "".join(c for c in raw.translate(_SWAPS) if c.isdigit())
         if sum(c.isdigit() for c in raw) < len(digits) - 3:
             return  # mostly letters: a word, not a disguised number
@@ -135,6 +135,18 @@ class CardDetector(Detector):
             network = network_of(digits)
             if network:
                 yield Match("CREDIT_CARD", start, end, 0.3, digits, label=network)
+
+
+def _inside_longer(text: str, groups: list[Group], first: int, last: int) -> bool:
+    """A grouped window whose neighbour is another 4-digit group joined by the same separator is a
+    slice of a longer grouped number (a 22-digit parcel tracking number), not a card."""
+    if first == last:
+        return False
+    sep = text[groups[first].end : groups[first + 1].start]
+    if first > 0 and len(groups[first - 1].digits) == 4 and text[groups[first - 1].end : groups[first].start] == sep:
+        return True
+    return (last + 1 < len(groups) and len(groups[last + 1].digits) == 4
+            and text[groups[last].end : groups[last + 1].start] == sep)
 
 
 def _edges_ok(text: str, g0: Group, g1: Group) -> bool:

@@ -30,6 +30,7 @@ REFERENCE_WORDS = ("invoice", "inv", "order", "ref", "ticket", "tracking", "case
 # A phone number is split from its neighbours by line breaks, tabs, table bars and slashes.
 _PIECES = re.compile(r"[^\t\r\n|/\\]+")
 _FORMAT = re.compile(r"^\+?[\d\s().\-]+$")
+_GROUPS = re.compile(r"[0-9]+")
 
 
 @lru_cache(maxsize=8192)
@@ -60,30 +61,43 @@ class PhoneDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
+        if text.digit_groups(start, end).digits < 7:
+            return
         t = text.text
         if start > 0 and t[start - 1] == "(":
             start -= 1
         for piece in _PIECES.finditer(t, start, end):
             s, e = piece.span()
-            raw = piece.group()
-            stripped = raw.strip(" .-)")
-            s += len(raw) - len(raw.lstrip(" .-)"))
-            e = s + len(stripped)
-            digits = sum(c.isdigit() for c in stripped)
-            if not 7 <= digits <= 15 or not _FORMAT.match(stripped):
+            while e > s and not t[e - 1].isdigit():
+                e -= 1
+            while s < e and t[s] in " .-)":
+                s += 1
+            candidate = t[s:e]
+            groups = _GROUPS.findall(candidate)
+            digits = sum(len(g) for g in groups)
+            if not 7 <= digits <= 15 or not _FORMAT.match(candidate) or not _phone_shaped(candidate, groups):
                 continue
             if (s > 0 and t[s - 1].isalnum()) or (e < len(t) and t[e].isalnum()):
                 continue
             before = text.before(s, 40)
             context = has_word(before, CONTEXT) or has_word(text.after(e, 16), CONTEXT)
-            formatted = stripped.startswith("+") or not stripped.isdigit()
-            if not formatted and not context:
+            if len(groups) == 1 and not candidate.startswith("+") and not context:
                 continue
             last_words = before.replace(":", " ").split()[-2:]
             if not context and any(w.strip(".#:") in REFERENCE_WORDS or w.endswith("#") for w in last_words):
                 continue
-            value = _e164(stripped, self.regions)
+            value = _e164(candidate, self.regions)
             if value is None:
                 continue
-            score = 0.9 if context else (0.75 if stripped.startswith("+") else 0.6)
+            score = 0.9 if context else (0.75 if candidate.startswith("+") else 0.6)
             yield Match("PHONE_NUMBER", s, e, score, value)
+
+
+def _phone_shaped(candidate: str, groups: list[str]) -> bool:
+    """Grouping that people use for phone numbers: the last group has 3+ digits (2 only in the
+    French / Spanish pairs style), and no date-like 4-2-2 run."""
+    if len(groups) == 1:
+        return True
+    if len(groups[-1]) < 3 and not (len(groups) >= 4 and all(len(g) == 2 for g in groups[-4:])):
+        return False
+    return not (len(groups[0]) == 4 and len(groups[1]) == 2 and not candidate.startswith("+"))

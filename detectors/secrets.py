@@ -31,7 +31,8 @@ ASSIGNMENT = _KEYWORDS + r"[A-Za-z0-9_.\-]{0,24}[\"']?[ \t]{0,4}(?:[:=]|=>|:=)[ 
 PATTERNS = {
     "private_key": r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
     "aws_access_key_id": r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
-    "github_token": r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{80,})\b",
+    "github_token": r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",
+    "github_fine_grained_token": r"\bgithub_pat_[A-Za-z0-9_]{80,}\b",
     "slack_token": r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",
     "slack_webhook": r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}",
     "stripe_key": r"\b[sr]k_live_[A-Za-z0-9]{20,}\b",
@@ -89,7 +90,7 @@ class SecretsDetector(Detector):
         elif key == "assignment":
             yield from self._assignment(t, start, end)
         else:
-            yield Match("SECRET", start, end, 1.0, value, label=key)
+            yield Match("SECRET", start, end, 1.0, value, label="github_token" if key.startswith("github") else key)
 
     def _assignment(self, t: str, start: int, end: int) -> Iterable[Match]:
         found = _VALUE.search(t, start, end)

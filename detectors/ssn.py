@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from detectors._numbers import NUMBER_RUN, digit_groups, has_word, separators_between
+from detectors._numbers import NUMBER_RUN, has_word, separators_between
 from detectors.base import Detector, Pattern, ScanText
 from dlp.model import Match
 
@@ -37,7 +37,10 @@ class SsnDetector(Detector):
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
         t = text.text
-        groups = digit_groups(t, start, end)
+        groups = text.digit_groups(start, end)
+        lengths = [len(g.digits) for g in groups]
+        if 9 not in lengths and 4 not in lengths:
+            return
         for i, g in enumerate(groups):
             if len(g.digits) == 9 and len(groups) == 1:
                 candidate, first, last, sep = g.digits, i, i, ""
