@@ -41,9 +41,10 @@ def extract_archive(kind: FileType, data: bytes, where: Where, budget: Budget, n
     else:
         method, suffixes = _STREAM_METHODS[kind]
         inner = _gzip_name(data) if kind is FileType.GZIP else ""
-        inner = inner or inner_name(name or where.location.rsplit("/", 1)[-1].rsplit(":", 1)[-1], suffixes)
-        if inner.lower().endswith((".tgz", ".tbz2", ".tbz", ".txz")):
-            inner = inner[: inner.rfind(".")] + ".tar"
+        outer = name or where.location.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        if not inner and outer.lower().endswith((".tgz", ".tbz2", ".tbz", ".txz")):
+            inner = outer[: outer.rfind(".")] + ".tar"
+        inner = inner or inner_name(outer, suffixes)
         content = decompress.decompress(method, data, budget)
         extract_bytes(content, where.child(f"{where.location}/{inner}", archive=1), budget, name=inner)
 

@@ -122,8 +122,8 @@ def test_f8_multipart_form_with_zip_of_csv() -> None:
 
 def test_f9_json_unicode_escapes_and_base64_csv() -> None:
     csv = base64.b64encode(f"name,card\nBob,{PAN}\n".encode()).decode()
-    body = ('{"content": "\\u0034\\u0031\\u0031\\u0031 1111 1111 1111", "upload": {"file": "%s"}, "n": [4111111111111111]}'
-            % csv).encode()
+    escaped = "\\u0034\\u0031\\u0031\\u0031 1111 1111 1111"
+    body = f'{{"content": "{escaped}", "upload": {{"file": "{csv}"}}, "n": [4111111111111111]}}'.encode()
     p = parts(extract_http_body([("Content-Type", "application/json")], body))
     assert p["json:$.content"] == "4111 1111 1111 1111"
     assert p["json:$.upload.file/base64"] == f"name,card\nBob,{PAN}\n"
@@ -131,7 +131,8 @@ def test_f9_json_unicode_escapes_and_base64_csv() -> None:
 
 
 def test_f10_urlencoded_form_and_percent_encoding() -> None:
-    raw = request(b"name=Bob&card=4111%201111%201111%201111&note=a%2520b", "Content-Type: application/x-www-form-urlencoded")
+    raw = request(b"name=Bob&card=4111%201111%201111%201111&note=a%2520b",
+                  "Content-Type: application/x-www-form-urlencoded")
     p = parts(extract_http_request(raw))
     assert p["form:card"] == "4111 1111 1111 1111"
     assert p["form:name"] == "Bob"

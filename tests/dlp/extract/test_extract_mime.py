@@ -119,7 +119,8 @@ def test_c6_missing_start_and_end_boundaries() -> None:
     no_start = mail(b"Content-Type: text/plain\r\n\r\ncard " + PAN.encode() + b"\r\n", "multipart/mixed; boundary=X")
     e = extract_email(no_start)
     assert found(e) and Reason.AMBIGUOUS_MIME in reasons(e)
-    no_end = mail(b"--X\r\nContent-Type: text/plain\r\n\r\ncard " + PAN.encode() + b"\r\n", "multipart/mixed; boundary=X")
+    no_end = mail(b"--X\r\nContent-Type: text/plain\r\n\r\ncard " + PAN.encode() + b"\r\n",
+                  "multipart/mixed; boundary=X")
     e = extract_email(no_end)
     assert found(e) and Reason.AMBIGUOUS_MIME in reasons(e)
 
@@ -242,7 +243,8 @@ def test_gzip_attachment_and_real_image() -> None:
     e = extract_email(multipart(
         b"Content-Type: application/gzip; name=x.csv.gz\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         + base64.encodebytes(gzip.compress(PAN.encode())),
-        b"Content-Type: image/png; name=logo.png\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(png),
+        b"Content-Type: image/png; name=logo.png\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(png),
     ))
     assert parts(e)["attachment[0]:x.csv.gz/x.csv"] == PAN
     assert Reason.NOT_INSPECTED_IMAGE in reasons(e)
