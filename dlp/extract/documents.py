@@ -36,6 +36,7 @@ _ROW = re.compile(r"<row\b[^>]*?(?:/>|>(.*?)</row>)", re.S)
 _CELL = re.compile(r"<c\b([^>]*?)(?:/>|>(.*?)</c>)", re.S)
 _VALUE = re.compile(r"<v>(.*?)</v>", re.S)
 _NUMBER = re.compile(r"(\d+)")
+_WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
 
 
 def is_office_package(names: set[str]) -> bool:
@@ -43,7 +44,10 @@ def is_office_package(names: set[str]) -> bool:
 
 
 def extract_office_package(data: bytes, names: set[str], where: Where, budget: Budget) -> None:
-    wanted = frozenset(n for n in names if _EMBEDDED.search(n) or (_TEXT_MEMBER.search(n) and not _NOISE_XML.search(n)))
+    wanted = frozenset(
+        n for n in names
+        if _EMBEDDED.search(n) or (_TEXT_MEMBER.search(n) and not _NOISE_XML.search(n)) or n == _WORKBOOK_RELS
+    )
     members = {m.name: m.data for m in iter_zip(data, where, budget, wanted=wanted)}
     if "xl/workbook.xml" in members:
         _xlsx(members, where, budget)
@@ -53,7 +57,7 @@ def extract_office_package(data: bytes, names: set[str], where: Where, budget: B
         if _EMBEDDED.search(name) and not name.endswith(".xml"):
             extract_bytes(content, where.child(location, archive=1), budget, name=posixpath.basename(name))
             continue
-        if name.startswith("xl/worksheets/") or name in ("xl/sharedStrings.xml", "xl/workbook.xml"):
+        if name.startswith("xl/worksheets/") or name in ("xl/sharedStrings.xml", "xl/workbook.xml", _WORKBOOK_RELS):
             continue  # read above, as sheets
         add_text(markup_text(content.decode("utf-8", "replace")), where.child(location), budget, "text/plain")
 
@@ -72,7 +76,7 @@ def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
     shared_xml = members.get("xl/sharedStrings.xml", b"").decode("utf-8", "replace")
     shared = [markup_text(m.group(1) or "") for m in _SHARED_STRING.finditer(shared_xml)]
     rels = {}
-    for m in _RELATIONSHIP.finditer(members.get("xl/_rels/workbook.xml.rels", b"").decode("utf-8", "replace")):
+    for m in _RELATIONSHIP.finditer(members.get(_WORKBOOK_RELS, b"").decode("utf-8", "replace")):
         a = _attrs(m.group(1))
         target = a.get("Target", "")
         rels[a.get("Id", "")] = target.lstrip("/") if target.startswith("/") else posixpath.normpath("xl/" + target)
@@ -107,7 +111,7 @@ def sheet_text(xml: str, shared: list[str]) -> str:
                 with contextlib.suppress(ValueError, IndexError):
                     value = shared[int(value)]
             cells.append(value)
-        lines.append("\t".join(cells))
+        lines.append("\t".join(cells).rstrip("\t"))
     return "\n".join(lines)
 
 
@@ -153,23 +157,18 @@ def extract_pdf(data: bytes, where: Where, budget: Budget) -> None:
             if not opened:
                 budget.skip(where.location, Reason.ENCRYPTED_CONTENT, "password-protected PDF")
                 return
-        found_text = False
-        has_images = False
         for number, page in enumerate(reader.pages, start=1):
             budget.check_time()
             text = page.extract_text() or ""
             if text.strip():
-                found_text = True
                 add_text(text, where.child(f"{where.location}/page[{number}]"), budget, "application/pdf")
-            elif not has_images:
-                has_images = _page_has_images(page)
+            elif _page_has_images(page):
+                budget.skip(f"{where.location}/page[{number}]", Reason.NOT_INSPECTED_IMAGE, "page is an image (no OCR)")
         for name, contents in _pdf_attachments(reader):
             for content in contents:
                 extract_bytes(content, where.child(f"{where.location}/{name}", archive=1), budget, name=name)
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, AssertionError) as exc:
         raise DecodeError("corrupt PDF") from exc
-    if not found_text and has_images:
-        budget.skip(where.location, Reason.NOT_INSPECTED_IMAGE, "PDF pages are images (no OCR)")
 
 
 def _page_has_images(page: object) -> bool:

@@ -54,7 +54,10 @@ def extract_bytes(
     except LimitHit as exc:
         budget.hit(location, exc)
     except DecodeError as exc:
-        budget.skip(location, _DECODE_REASONS.get(kind, Reason.EXTRACTION_FAILED), str(exc)[:80])
+        reason = _DECODE_REASONS.get(kind, Reason.EXTRACTION_FAILED)
+        if name.lower().endswith(_OFFICE_SUFFIXES):  # a broken document, rather than a broken archive
+            reason = Reason.EXTRACTION_FAILED
+        budget.skip(location, reason, str(exc)[:80])
     except RecursionError:
         budget.skip(location, Reason.EXTRACTION_FAILED, "structure nested too deeply")
     except MemoryError:
@@ -176,6 +179,7 @@ _HANDLERS = {
     FileType.TNEF: _tnef,
 }
 
+_OFFICE_SUFFIXES = (".docx", ".docm", ".xlsx", ".xlsm", ".pptx", ".pptm", ".odt", ".ods", ".odp")
 _DECODE_REASONS = {
     FileType.ZIP: Reason.UNDECODABLE_ARCHIVE,
     FileType.GZIP: Reason.UNDECODABLE_ARCHIVE,

@@ -9,11 +9,13 @@ import re
 
 # Ends of paragraphs/rows and explicit breaks -> newline; cells and tabs -> tab. Covers WordprocessingML
 # (w:), DrawingML (a:), SpreadsheetML and OpenDocument (text:, table:).
+_CELL_END = re.compile(r"</(?:w:p|text:p)>\s*(?=</(?:w:tc|table:table-cell)>)")
+_TRAILING_TABS = re.compile(r"\t+\n")
 _NEWLINE = re.compile(
-    r"</(?:w:p|a:p|text:p|text:h|table:table-row|row|p|tr|li|div|h\d)>|<(?:w:br|w:cr|a:br|text:line-break)\b[^>]*/>",
+    r"</(?:w:p|a:p|text:p|text:h|table:table-row|w:tr|a:tr|row|p|tr|li|div|h\d)>|<(?:w:br|w:cr|a:br|text:line-break)\b[^>]*/>",
     re.I,
 )
-_TAB = re.compile(r"</(?:w:tc|table:table-cell|c|td|th)>|<(?:w:tab|text:tab)\b[^>]*/>", re.I)
+_TAB = re.compile(r"</(?:w:tc|a:tc|table:table-cell|c|td|th)>|<(?:w:tab|text:tab)\b[^>]*/>", re.I)
 _SPACE = re.compile(r"<text:s\b[^>]*/>")
 _TAG = re.compile(r"<[^>]*>")
 _DECLARATIONS = re.compile(r"<!(?:DOCTYPE|ENTITY)[^>]*>|<\?[^>]*\?>|<!--.*?-->", re.S)
@@ -22,9 +24,11 @@ _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
 def markup_text(xml: str) -> str:
     text = _DECLARATIONS.sub("", xml)
+    text = _CELL_END.sub("", text)  # a cell's last paragraph ends with the cell: one tab, no line break
     text = _NEWLINE.sub("\n", text)
     text = _TAB.sub("\t", text)
     text = _SPACE.sub(" ", text)
     text = _TAG.sub("", text)
+    text = _TRAILING_TABS.sub("\n", text)
     text = html.unescape(text) if "&" in text else text
     return _BLANK_LINES.sub("\n\n", text).strip()
