@@ -93,7 +93,8 @@ def append(conn: sqlite3.Connection, key: bytes, *, at: float, actor: str, actio
                          (f"{seq}:{_head_mac(key, seq, mac)}",))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
     except sqlite3.Error as exc:
         raise AuditError(f"audit record could not be written ({exc}); action refused") from None

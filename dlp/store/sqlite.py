@@ -240,10 +240,11 @@ class Store:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may already have rolled back (SQLITE_FULL)
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _audit(self, actor: str, action: str, incident_id: str = "", reason: str = "", detail: str = "") -> None:
         if not actor:
@@ -524,7 +525,7 @@ class Store:
                              timeout=self.settings.smtp.forward_timeout_seconds)
         except BaseException as exc:
             self._release_failed(incident_id, token, actor, type(exc).__name__)
-            if isinstance(exc, StoreError):
+            if isinstance(exc, StoreError) or not isinstance(exc, Exception):
                 raise
             raise ReleaseError(f"release of {incident_id} failed: {type(exc).__name__}", "error") from None
         if not result.ok:

@@ -9,6 +9,7 @@ import pytest
 from storekit import Factory
 
 from dlp.config import Settings
+from dlp.inspect import Inspector
 from dlp.store import Store, open_store
 
 
@@ -18,9 +19,15 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return Settings(data_dir=str(tmp_path / "data"))
 
 
+@pytest.fixture(scope="session")
+def inspector(tmp_path_factory: pytest.TempPathFactory) -> Inspector:
+    """Built once: compiling the detectors takes most of a second."""
+    return Inspector.from_settings(Settings(data_dir=str(tmp_path_factory.mktemp("inspector"))))
+
+
 @pytest.fixture
-def factory(settings: Settings) -> Factory:
-    return Factory(settings)
+def factory(inspector: Inspector) -> Factory:
+    return Factory(inspector)
 
 
 @pytest.fixture

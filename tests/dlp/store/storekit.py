@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlp.config import Settings
 from dlp.inspect import Inspector
 from dlp.model import Channel, ContentKind, Envelope, Message, Verdict
 
@@ -24,8 +23,8 @@ def canary_email(sender: str = "agent7@callcenter.example", recipients: tuple[st
 class Factory:
     """Real messages through the real Inspector."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.inspector = Inspector.from_settings(settings)
+    def __init__(self, inspector: Inspector) -> None:
+        self.inspector = inspector
 
     def message(self, sender: str = "agent7@callcenter.example",
                 recipients: tuple[str, ...] = ("buyer@gmail.example",), channel: Channel = Channel.SMTP,
@@ -50,3 +49,63 @@ def grep_tree(root: Path, needles: tuple[str, ...]) -> list[tuple[str, str]]:
                 if encoded in data:
                     hits.append((str(path), needle))
     return hits
+
+
+class RecordingSmtpServer:
+    """A real aiosmtpd server on a loopback port in its own thread that records every message it accepts.
+    `stop()` then `start()` again reuses the same port (the next hop going down and coming back)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, tuple[str, ...], bytes]] = []
+        self.port = 0
+        self._loop = None
+        self._server = None
+        self._thread = None
+
+    def start(self) -> RecordingSmtpServer:
+        import asyncio
+        import threading
+
+        from aiosmtpd.smtp import SMTP
+
+        recorder = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                recorder.messages.append((envelope.mail_from, tuple(envelope.rcpt_tos), envelope.original_content))
+                return "250 OK"
+
+        ready = threading.Event()
+        loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            self._server = loop.run_until_complete(
+                loop.create_server(lambda: SMTP(Handler(), hostname="sink.localhost"), "127.0.0.1", self.port))
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        assert ready.wait(10), "SMTP sink did not start"
+        return self
+
+    def stop(self) -> None:
+        import asyncio
+
+        loop, server = self._loop, self._server
+
+        async def close() -> None:
+            server.close()
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(10)
+        loop.close()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
