@@ -83,7 +83,13 @@ def has_word(window: str, words: tuple[str, ...]) -> bool:
 
 @lru_cache(maxsize=64)
 def _alternation(words: tuple[str, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
+    def bounded(word: str) -> str:
+        # Whole words, and not inside an address or host name ("client-bank.example").
+        head = r"(?<![\w@.\-])" if word[0].isalnum() else ""
+        tail = r"(?![\w\-]|\.\w)" if word[-1].isalnum() else ""
+        return head + re.escape(word) + tail
+
+    return re.compile("|".join(bounded(w) for w in sorted(words, key=len, reverse=True)))
 
 
 def boundary_ok(text: str, start: int, end: int) -> bool:

@@ -90,10 +90,10 @@ class AbaRoutingDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
-        if not has_word(text.before(start, 40), ABA_CONTEXT):
+        if not has_word(text.clause_before(start, 40), ABA_CONTEXT):
             return
         for g in text.digit_groups(start, end):
-            if len(g.digits) == 9 and aba_ok(g.digits) and has_word(text.before(g.start, 40), ABA_CONTEXT):
+            if len(g.digits) == 9 and aba_ok(g.digits) and has_word(text.clause_before(g.start, 40), ABA_CONTEXT):
                 yield Match("ABA_ROUTING_NUMBER", g.start, g.end, 0.9, g.digits)
 
 
@@ -105,7 +105,7 @@ class UsBankNumberDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
-        if not has_word(text.before(start, 40), ACCOUNT_CONTEXT):
+        if not has_word(text.clause_before(start, 32), ACCOUNT_CONTEXT):
             return
         t = text.text
         groups = text.digit_groups(start, end)
@@ -115,5 +115,5 @@ class UsBankNumberDetector(Detector):
         else:
             spans = [(g.start, g.end, g.digits) for g in groups]
         for s, e, digits in spans:
-            if 8 <= len(digits) <= 17 and len(set(digits)) > 1 and has_word(text.before(s, 40), ACCOUNT_CONTEXT):
+            if 8 <= len(digits) <= 17 and len(set(digits)) > 1 and has_word(text.clause_before(s, 32), ACCOUNT_CONTEXT):
                 yield Match("US_BANK_NUMBER", s, e, 0.7, digits)

@@ -80,6 +80,13 @@ class ScanText:
         """The lowercased text just before `start` (context words)."""
         return self.text[max(0, start - chars) : start].lower()
 
+    def clause_before(self, start: int, chars: int = 40) -> str:
+        """The lowercased text before `start` back to the start of its sentence or line: context words
+        from the previous sentence do not count."""
+        window = self.before(start, chars)
+        cut = max(window.rfind(". "), window.rfind("\n"), window.rfind("? "), window.rfind("! "))
+        return window[cut + 1 :] if cut >= 0 else window
+
     def after(self, end: int, chars: int = 32) -> str:
         return self.text[end : end + chars].lower()
 

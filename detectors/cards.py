@@ -99,21 +99,29 @@ class CardDetector(Detector):
         groups = text.digit_groups(start, end)
         if groups.digits < 12:
             return
-        taken_until = -1
+        best: dict[int, tuple[int, str, str]] = {}  # first group -> (last group, digits, network)
         for first, last, digits in windows(groups, 12, 19):
-            g0, g1 = groups[first], groups[last]
-            if g0.start < taken_until or not _edges_ok(text.text, g0, g1):
-                continue
-            if _inside_longer(text.text, groups, first, last):
+            if not _edges_ok(text.text, groups[first], groups[last]):
                 continue
             network = network_of(digits)
             if network is None or not luhn_ok(digits):
                 continue
             if self.exclude_test_numbers and digits in TEST_NUMBERS:
                 continue
+            best[first] = (last, digits, network)  # windows grow from each start: the longest wins
+        chosen: list[tuple[int, int, str, str]] = []
+        taken_until = -1
+        for first in sorted(best):
+            last, digits, network = best[first]
+            if first > taken_until:
+                chosen.append((first, last, digits, network))
+                taken_until = last
+        covered = {k for first, last, _, _ in chosen for k in range(first, last + 1)}
+        for first, last, digits, network in chosen:
+            if _inside_longer(text.text, groups, first, last, covered):
+                continue
             score = self._score(text, groups, first, last)
-            taken_until = g1.end
-            yield Match("CREDIT_CARD", g0.start, g1.end, score, digits, label=network)
+            yield Match("CREDIT_CARD", groups[first].start, groups[last].end, score, digits, label=network)
 
     def _score(self, text: ScanText, groups: list[Group], first: int, last: int) -> float:
         seps = separators_between(text.text, groups, first, last)
@@ -137,16 +145,25 @@ class CardDetector(Detector):
                 yield Match("CREDIT_CARD", start, end, 0.3, digits, label=network)
 
 
-def _inside_longer(text: str, groups: list[Group], first: int, last: int) -> bool:
-    """A grouped window whose neighbour is another 4-digit group joined by the same separator is a
-    slice of a longer grouped number (a 22-digit parcel tracking number), not a card."""
+def _inside_longer(text: str, groups: list[Group], first: int, last: int, covered: set[int]) -> bool:
+    """A grouped window whose neighbour is another 4-digit group joined by the same separator, and not
+    part of another card, is a slice of a longer grouped number (a 22-digit parcel tracking number)."""
     if first == last:
         return False
     sep = text[groups[first].end : groups[first + 1].start]
-    if first > 0 and len(groups[first - 1].digits) == 4 and text[groups[first - 1].end : groups[first].start] == sep:
-        return True
-    return (last + 1 < len(groups) and len(groups[last + 1].digits) == 4
-            and text[groups[last].end : groups[last + 1].start] == sep)
+
+    def joined(k: int, a: int, b: int, beyond: int) -> bool:
+        if not (0 <= k < len(groups)) or k in covered or len(groups[k].digits) != 4:
+            return False
+        if text[groups[a].end : groups[b].start] != sep:
+            return False
+        # The neighbour continues this number only if it is the run's edge or is itself chained on.
+        if not (0 <= beyond < len(groups)):
+            return True
+        lo, hi = min(k, beyond), max(k, beyond)
+        return text[groups[lo].end : groups[hi].start] == sep
+
+    return joined(first - 1, first - 1, first, first - 2) or joined(last + 1, last, last + 1, last + 2)
 
 
 def _edges_ok(text: str, g0: Group, g1: Group) -> bool:

@@ -31,6 +31,8 @@ REFERENCE_WORDS = ("invoice", "inv", "order", "ref", "ticket", "tracking", "case
 _PIECES = re.compile(r"[^\t\r\n|/\\]+")
 _FORMAT = re.compile(r"^\+?[\d\s().\-]+$")
 _GROUPS = re.compile(r"[0-9]+")
+_GROUP_SPANS = _GROUPS
+_SEPS = re.compile(r"(?<=[0-9])[^0-9]+(?=[0-9])")
 
 
 @lru_cache(maxsize=8192)
@@ -72,25 +74,54 @@ class PhoneDetector(Detector):
                 e -= 1
             while s < e and t[s] in " .-)":
                 s += 1
-            candidate = t[s:e]
-            groups = _GROUPS.findall(candidate)
-            digits = sum(len(g) for g in groups)
-            if not 7 <= digits <= 15 or not _FORMAT.match(candidate) or not _phone_shaped(candidate, groups):
+            whole = self._number(text, s, e)
+            if whole is not None:
+                yield whole
                 continue
-            if (s > 0 and t[s - 1].isalnum()) or (e < len(t) and t[e].isalnum()):
+            # Several numbers in one run ("+1 917 614 4603 3555 9103 ..."): try the group-aligned
+            # windows, longest first from each start.
+            groups = list(_GROUP_SPANS.finditer(t, s, e))
+            if len(groups) < 2:
                 continue
-            before = text.before(s, 40)
-            context = has_word(before, CONTEXT) or has_word(text.after(e, 16), CONTEXT)
-            if len(groups) == 1 and not candidate.startswith("+") and not context:
-                continue
-            last_words = before.replace(":", " ").split()[-2:]
-            if not context and any(w.strip(".#:") in REFERENCE_WORDS or w.endswith("#") for w in last_words):
-                continue
-            value = _e164(candidate, self.regions)
-            if value is None:
-                continue
-            score = 0.9 if context else (0.75 if candidate.startswith("+") else 0.6)
-            yield Match("PHONE_NUMBER", s, e, score, value)
+            i = 0
+            while i < len(groups):
+                if i > 0 and t[groups[i].start() - 1] not in "+(":
+                    break  # only a number at the start of the run, or one marked with + or (
+                found = None
+                for j in range(len(groups) - 1, i - 1, -1):
+                    if (i, j) == (0, len(groups) - 1):
+                        continue
+                    ws = groups[i].start()
+                    if ws > s and t[ws - 1] in "+(":
+                        ws -= 1
+                    found = self._number(text, ws, groups[j].end())
+                    if found is not None:
+                        yield found
+                        i = j
+                        break
+                i += 1
+
+    def _number(self, text: ScanText, s: int, e: int) -> Match | None:
+        t = text.text
+        candidate = t[s:e]
+        groups = _GROUPS.findall(candidate)
+        digits = sum(len(g) for g in groups)
+        if not 7 <= digits <= 15 or not _FORMAT.match(candidate) or not _phone_shaped(candidate, groups):
+            return None
+        if (s > 0 and t[s - 1].isalnum()) or (e < len(t) and t[e].isalnum()):
+            return None
+        before = text.clause_before(s, 32)
+        last_words = before.replace(":", " ").split()[-2:]
+        if any(w.strip(".#:") in REFERENCE_WORDS or w.endswith("#") for w in last_words):
+            return None
+        context = has_word(before, CONTEXT) or has_word(text.after(e, 16), CONTEXT)
+        if len(groups) == 1 and not candidate.startswith("+") and not context:
+            return None
+        value = _e164(candidate, self.regions)
+        if value is None:
+            return None
+        score = 0.9 if context else (0.75 if candidate.startswith("+") else 0.6)
+        return Match("PHONE_NUMBER", s, e, score, value)
 
 
 def _phone_shaped(candidate: str, groups: list[str]) -> bool:
@@ -98,6 +129,11 @@ def _phone_shaped(candidate: str, groups: list[str]) -> bool:
     French / Spanish pairs style), and no date-like 4-2-2 run."""
     if len(groups) == 1:
         return True
+    if max(len(g) for g in groups) > 6:
+        return False
+    seps = {sep for sep in _SEPS.findall(candidate) if "(" not in sep and ")" not in sep}
+    if len(seps) > 1:
+        return False  # mixed joiners ("703-24-6197 3589"): several numbers, not one phone number
     if len(groups[-1]) < 3 and not (len(groups) >= 4 and all(len(g) == 2 for g in groups[-4:])):
         return False
     return not (len(groups[0]) == 4 and len(groups[1]) == 2 and not candidate.startswith("+"))

@@ -42,7 +42,7 @@ class SsnDetector(Detector):
         if 9 not in lengths and 4 not in lengths:
             return
         for i, g in enumerate(groups):
-            if len(g.digits) == 9 and len(groups) == 1:
+            if len(g.digits) == 9:
                 candidate, first, last, sep = g.digits, i, i, ""
             elif i + 2 < len(groups) and [len(x.digits) for x in groups[i : i + 3]] == [3, 2, 4]:
                 seps = separators_between(t, groups, i, i + 2)
@@ -62,8 +62,8 @@ class SsnDetector(Detector):
                 continue
             if not ssa_valid(candidate):
                 continue
-            context = has_word(text.before(s, 40), CONTEXT) or has_word(text.after(e, 24), CONTEXT)
-            if not sep and not context:
+            context = has_word(text.clause_before(s, 40), CONTEXT) or has_word(text.after(e, 16), CONTEXT)
+            if not sep and (not context or _after_reference(text.clause_before(s, 16))):
                 continue  # a bare 9-digit number is an SSN only when something says so
             if candidate in KNOWN_INVALID:
                 score = 0.3
@@ -72,3 +72,10 @@ class SsnDetector(Detector):
             else:
                 score = 0.85 if sep == "-" else 0.6
             yield Match("US_SSN", s, e, score, candidate, label="")
+
+
+def _after_reference(before: str) -> bool:
+    """A number right after "id", "case", "order", "#" names a record, not a person."""
+    words = before.replace(":", " ").split()
+    return bool(words) and (words[-1].strip(".") in ("id", "case", "order", "ref", "ticket", "invoice", "no")
+                            or words[-1].endswith("#"))
