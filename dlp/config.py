@@ -116,6 +116,20 @@ class AlertSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PassiveSettings:
+    """The passive monitor (`dlp pcap`, `dlp sniff`): TCP reassembly bounds and capture behaviour."""
+
+    flow_memcap_bytes: int = 16 * MiB  # buffered bytes one TCP flow may hold (out-of-order + transaction)
+    global_memcap_bytes: int = 512 * MiB  # buffered bytes all flows together may hold; LRU eviction beyond
+    max_flows: int = 100_000  # tracked TCP flows; the least recently active is evicted beyond
+    flow_idle_seconds: float = 300.0  # capture time after which a silent flow is closed
+    fragment_timeout_seconds: float = 30.0  # IPv4/IPv6 fragments older than this are dropped
+    checksums: str = "auto"  # "auto" (verify unless a sender offloads) | "verify" | "ignore"
+    smtp_ports: tuple[str, ...] = ("25", "587", "2525")  # ports read as SMTP when the content is unclear
+    http_ports: tuple[str, ...] = ("80", "8080", "8000", "3128")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: str = ".dlp-data"  # deployments set /var/lib/dlp in their config
     log_level: str = "info"
@@ -126,6 +140,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    passive: PassiveSettings = field(default_factory=PassiveSettings)
 
     @property
     def data_path(self) -> Path:

@@ -1,0 +1,1 @@
+"""Application-protocol parsers over reassembled TCP streams: each turns bytes into transactions."""
