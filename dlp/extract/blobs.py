@@ -51,15 +51,16 @@ def decode_blobs(text: str, location: str, budget: Budget, emit: Emit, nesting: 
     if nesting >= MAX_BLOB_NESTING or len(text) < 16:
         return
     allowance = budget.limits.blob_decode_bytes
-    found = 0
+    found: dict[str, int] = {}
 
-    def take(data: bytes | None, suffix: str) -> bool:
-        nonlocal allowance, found
+    def take(data: bytes | None, encoding: str) -> bool:
+        nonlocal allowance
         if not data or len(data) > allowance or not _worth_keeping(data):
             return allowance > 0
         allowance -= len(data)
-        emit(data, f"{location}/{suffix}" + (f"[{found}]" if found else ""))
-        found += 1
+        index = found.get(encoding, 0)
+        found[encoding] = index + 1
+        emit(data, f"{location}/{encoding}" + (f"[{index}]" if index else ""))
         return allowance > 0
 
     for m in _BASE64_RUN.finditer(text):
