@@ -219,6 +219,8 @@ class SyslogSink(Sink):
             message = str(len(message)).encode() + b" " + message
         for attempt in (1, 2):  # one reconnect: the collector may have restarted since the last alert
             try:
+                if self.sock is not None and self.sock.type == socket.SOCK_STREAM and _peer_closed(self.sock):
+                    self.shutdown()  # a send would "succeed" into a dead connection and the alert be lost
                 if self.sock is None:
                     self.sock = self._connect()
                 if self.sock.type == socket.SOCK_STREAM:
@@ -236,6 +238,21 @@ class SyslogSink(Sink):
             with contextlib.suppress(OSError):
                 self.sock.close()
             self.sock = None
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """True when the collector has closed its end (readable with EOF or an error pending)."""
+    import select
+
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 class WebhookSink(Sink):
