@@ -1,0 +1,64 @@
+"""IBANs (length + mod-97), ABA routing numbers (checksum + context), US bank account numbers (context)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from dlp.bench.corpus import iban as make_iban
+from tests.detectors.conftest import found
+
+IBANS = [
+    ("IBAN GB82 WEST 1234 5698 7654 32 thanks", "GB82WEST12345698765432"),
+    ("DE89370400440532013000", "DE89370400440532013000"),
+    ("de89 3704 0044 0532 0130 00", "DE89370400440532013000"),
+    ("FR14 2004 1010 0505 0001 3M02 606", "FR1420041010050500013M02606"),
+    ("NO9386011117947", "NO9386011117947"),
+]
+NOT_IBANS = [
+    "GB82WEST12345698765433",  # mod-97 fails
+    "GB82WEST123456987654",  # too short for GB
+    "ZZ82WEST12345698765432",  # no such country
+    "DE89370400440532013000123",  # runs on
+]
+
+
+@pytest.mark.parametrize(("text", "value"), IBANS)
+def test_iban(engine, text, value):
+    hits = found(engine, text, "IBAN_CODE")
+    assert [h.value for h in hits] == [value]
+
+
+@pytest.mark.parametrize("text", NOT_IBANS)
+def test_not_iban(engine, text):
+    assert found(engine, f"account {text} x", "IBAN_CODE", min_score=0.0) == []
+
+
+def test_iban_recall(engine):
+    rng = random.Random(3)
+    truth = [make_iban(rng) for _ in range(300)]
+    hits = sum({m.value for m in found(engine, text, "IBAN_CODE")} == {value} for text, value in truth)
+    assert hits / len(truth) >= 0.99
+
+
+@pytest.mark.parametrize(("text", "should_flag"), [
+    ("routing number 021000021", True),
+    ("ABA: 011000015", True),
+    ("routing number 021000022", False),  # checksum
+    ("reference 021000021", False),  # no context
+    ("routing 131000021", False),  # prefix 13 is not a Federal Reserve district
+])
+def test_aba(engine, text, should_flag):
+    assert bool(found(engine, text, "ABA_ROUTING_NUMBER")) == should_flag
+
+
+@pytest.mark.parametrize(("text", "should_flag"), [
+    ("checking account 12345678901", True),
+    ("acct # 0012-3456-7890", True),
+    ("order 12345678901", False),
+    ("mail to x@client-bank.example Order #4968882234480572", False),
+    ("account 1111111111", False),  # one repeated digit
+])
+def test_us_bank_number(engine, text, should_flag):
+    assert bool(found(engine, text, "US_BANK_NUMBER")) == should_flag
