@@ -99,7 +99,7 @@ class SecretsDetector(Detector):
         value = found.group(1).rstrip(".)]}")
         s = found.start(1)
         e = s + len(value)
-        name = t[start:found.start()].lower()
+        name = t[max(0, start - 8) : found.start()].lower()  # "aws_" comes before the keyword
         if len(value) < 8 or _PLACEHOLDER.match(value) or shannon_entropy(value) < ENTROPY_MIN:
             return
         if value.isalpha() and value.islower():

@@ -38,7 +38,7 @@ _CONFUSABLES = {
     # Greek
     "α": "a", "ο": "o", "ρ": "p", "ν": "v", "υ": "u", "ι": "i", "κ": "k", "τ": "t", "χ": "x", "ε": "e",
     "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O",
-    "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+    "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X", "ϲ": "c", "Ϲ": "C", "ϳ": "j", "ϱ": "p",
     # Latin look-alikes outside ASCII
     "ı": "i", "ɡ": "g", "ɑ": "a", "ℓ": "l", "ſ": "s", "ꞵ": "b", "ɩ": "i", "ο̇": "o",
 }
@@ -70,6 +70,8 @@ class Normalized:
 @lru_cache(maxsize=65536)
 def fold_char(ch: str) -> str:
     """The normalised form of one non-ASCII character (possibly empty, possibly several characters)."""
+    if ch in _CONFUSABLES:  # before NFKC, which maps some look-alikes elsewhere (lunate sigma ϲ -> ς)
+        return _CONFUSABLES[ch]
     out = []
     for c in unicodedata.normalize("NFKC", ch):
         if c < "\x80":
