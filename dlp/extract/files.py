@@ -102,6 +102,8 @@ def _text(data: bytes, where: Where, budget: Budget, name: str, content_type: st
 
 def csv_text(text: str, delimiter: str) -> str:
     """One row per line, cells separated by a tab (quoted newlines inside a cell become spaces)."""
+    if '"' not in text:  # no quoting: a plain substitution does the same, at C speed
+        return text.replace("\r\n", "\n").replace(delimiter, "\t").rstrip("\n")
     try:
         rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         return "\n".join("\t".join(cell.replace("\r", " ").replace("\n", " ") for cell in row) for row in rows)
