@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from dlp import metrics
 from dlp.inspect import InspectionFailed, InspectionPool
 from dlp.logs import get_logger
-from dlp.model import Action, Message, Verdict
+from dlp.model import Action, Message, Reason, Verdict
 
 log = get_logger("dlp.pipeline")
 
@@ -19,6 +19,12 @@ class IncidentSink(Protocol):
     """The part of the incident store the pipeline needs."""
 
     def record(self, message: Message, verdict: Verdict, original: bytes | None) -> None: ...
+
+
+class VerdictHook(Protocol):
+    """Raises a verdict after inspection with what one message cannot show (dlp.windows.Escalations)."""
+
+    def apply(self, message: Message, verdict: Verdict) -> Verdict: ...
 
 
 class AlertSink(Protocol):
@@ -49,16 +55,23 @@ def count(message: Message, verdict: Verdict, seconds: float | None = None) -> N
 
 
 class Pipeline:
-    def __init__(self, pool: InspectionPool, store: IncidentSink | None, alerts: AlertSink | None = None) -> None:
+    def __init__(self, pool: InspectionPool, store: IncidentSink | None, alerts: AlertSink | None = None,
+                 windows: VerdictHook | None = None) -> None:
         self.pool = pool
         self.store = store
         self.alerts = alerts
+        self.windows = windows  # dlp.windows.Escalations: aggregation windows, cross-client contamination
 
     async def inspect(self, message: Message) -> Verdict:
         """A verdict, or InspectionFailed (counted) — the channel applies its failure mode."""
         started = time.perf_counter()
         try:
             verdict = await self.pool.inspect(message)
+            if self.windows is not None:
+                try:
+                    verdict = await asyncio.to_thread(self.windows.apply, message, verdict)
+                except Exception:
+                    raise InspectionFailed(Reason.INSPECTION_ERROR) from None  # fail closed, like inspection
         except InspectionFailed as exc:
             metrics.INSPECTION_ERRORS.labels(str(message.channel), str(exc.reason)).inc()
             log.warning("inspection_failed", channel=str(message.channel), message_id=message.id,

@@ -19,6 +19,7 @@ from dlp.config import ConfigError, Settings, parse_listen
 from dlp.inspect import InspectionPool
 from dlp.logs import get_logger
 from dlp.pipeline import Pipeline
+from dlp.windows import Escalations
 
 log = get_logger("dlp.serve")
 
@@ -79,7 +80,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     alerts = open_alerts(settings)
     pool = InspectionPool(settings)
     await asyncio.to_thread(pool.start)
-    runtime = Runtime(settings, Pipeline(pool, store, alerts), store, alerts)
+    escalations = Escalations.from_settings(settings)  # aggregation windows + EDM cross-client contamination
+    runtime = Runtime(settings, Pipeline(pool, store, alerts, escalations), store, alerts)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.stopping.set)
@@ -113,6 +115,7 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         pool.close()
+        escalations.close()
         closer = getattr(alerts, "close", None)
         if closer:
             closer()
