@@ -378,7 +378,7 @@ def _build(doc: dict[str, Any], source: str) -> Policy:
     detectors = {str(k): dict(v or {}) for k, v in (doc.get("detectors") or {}).items()}
     if doc.get("keywords"):
         detectors.setdefault("keywords", {})["lists"] = {k: list(v) for k, v in doc["keywords"].items()}
-    return Policy(
+    policy = Policy(
         data_classes=classes,
         destinations=destinations,
         rules=tuple(rules),
@@ -390,3 +390,13 @@ def _build(doc: dict[str, Any], source: str) -> Policy:
         source=source,
         raw=doc,
     )
+    # `edm:` and `windows:` are parsed by their own modules (dlp.edm.config, dlp.windows): check them now.
+    from dlp.edm.config import parse_edm
+    from dlp.windows import parse_windows
+
+    for section, check in (("edm", lambda: parse_edm(doc.get("edm"))), ("windows", lambda: parse_windows(policy))):
+        try:
+            check()
+        except ValueError as exc:
+            raise PolicyError(f"{at(doc, section)}: {exc}") from None
+    return policy
