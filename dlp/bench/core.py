@@ -95,10 +95,9 @@ def build_presidio():  # -> AnalyzerEngine
     import logging
 
     import spacy
+    import tldextract.tldextract
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import SpacyNlpEngine
-
-    import tldextract.tldextract
 
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     # presidio's e-mail validator calls tldextract, which would fetch the public suffix list: use the

@@ -92,10 +92,7 @@ def card(rng: random.Random) -> tuple[str, str]:
     else:
         sizes = [4, 4, 4, 4, 3]
     style = rng.random()
-    if style < 0.25:
-        shown = digits
-    else:
-        shown = _group(digits, sizes, rng.choice([" ", " ", "-", "-", "."]))
+    shown = digits if style < 0.25 else _group(digits, sizes, rng.choice([" ", " ", "-", "-", "."]))
     template = rng.choice([
         "The card on file is {v}.", "Customer read out card number {v}, exp 09/28.", "CC: {v}",
         "Please charge {v} for the renewal.", "{v} is the new card, CVV given verbally.",
@@ -147,12 +144,13 @@ def phone(rng: random.Random) -> tuple[str, str]:
         if rng.random() < 0.7:
             number = f"{rng.choice(US_AREA_CODES)}{rng.randint(2, 9)}{rng.randint(0, 99):02d}{rng.randint(0, 9999):04d}"
             parsed = phonenumbers.parse(number, "US")
-            shown = rng.choice([f"({number[:3]}) {number[3:6]}-{number[6:]}", f"{number[:3]}-{number[3:6]}-{number[6:]}",
-                                f"+1 {number[:3]} {number[3:6]} {number[6:]}", f"{number[:3]}.{number[3:6]}.{number[6:]}"])
+            a, b, c = number[:3], number[3:6], number[6:]
+            shown = rng.choice([f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"+1 {a} {b} {c}", f"{a}.{b}.{c}"])
         else:
             number = f"20{rng.randint(7, 8)}{rng.randint(0, 999):03d}{rng.randint(0, 9999):04d}"
             parsed = phonenumbers.parse("+44" + number)
-            shown = rng.choice([f"+44 {number[:2]} {number[2:6]} {number[6:]}", f"0{number[:2]} {number[2:6]} {number[6:]}"])
+            a, b, c = number[:2], number[2:6], number[6:]
+            shown = rng.choice([f"+44 {a} {b} {c}", f"0{a} {b} {c}"])
         if phonenumbers.is_valid_number(parsed):
             break
     template = rng.choice(["Call me back on {v}.", "Best number to reach her: {v}", "Phone: {v}"])
@@ -185,15 +183,17 @@ def _order_number(rng: random.Random) -> str:
 
 
 HARD_NEGATIVES = {
-    "luhn_invalid_16": lambda r: f"Order #{_group(_order_number(r), [4, 4, 4, 4], r.choice([' ', '-', '']))} has shipped.",
+    "luhn_invalid_16": lambda r: f"Order #{_group(_order_number(r), [4, 4, 4, 4], r.choice([' ', '-', '']))} shipped.",
     "timestamp": lambda r: f"Logged at 2024-{r.randint(1, 12):02d}-{r.randint(1, 28):02d} "
                            f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:{r.randint(0, 59):02d} UTC.",
-    "tracking_ups": lambda r: "Tracking 1Z" + "".join(r.choice(string.ascii_uppercase + string.digits) for _ in range(16)),
+    "tracking_ups": lambda r: "Tracking 1Z" + "".join(r.choice(string.ascii_uppercase + string.digits)
+                                                      for _ in range(16)),
     "tracking_usps": lambda r: "USPS tracking " + _group("9400" + "".join(r.choice(string.digits) for _ in range(18)),
                                                           [4] * 5, " "),
     "version": lambda r: f"Agent desktop updated to version {r.randint(1, 12)}.{r.randint(0, 20)}.{r.randint(0, 9)}."
                          f"{r.randint(0, 999)} this morning.",
-    "invoice_phone_like": lambda r: f"Invoice {r.choice(US_AREA_CODES)}-{r.randint(200, 999)}-{r.randint(0, 9999):04d} is overdue.",
+    "invoice_phone_like": lambda r: f"Invoice {r.choice(US_AREA_CODES)}-{r.randint(200, 999)}-"
+                                    f"{r.randint(0, 9999):04d} is overdue.",
     "amount": lambda r: f"The balance is ${r.randint(1, 99)},{r.randint(0, 999):03d}.{r.randint(0, 99):02d}.",
     "case_number": lambda r: f"Case {r.randint(10000000, 99999999)} was reopened.",
     "nine_digits": lambda r: f"Customer id {r.randint(100000000, 899999999)} in the CRM.",

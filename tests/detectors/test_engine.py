@@ -1,0 +1,69 @@
+"""The DetectorSet engine: registry, options, overlaps, plain detectors, threads."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from detectors.base import Detector, DetectorSet, build_detectors, load_all
+from dlp.model import Match
+
+
+def test_every_family_is_registered_by_a_stable_name():
+    names = set(load_all())
+    assert {"payment_cards", "us_ssn", "iban", "aba_routing", "us_bank_number", "email", "phone", "ip_address",
+            "secrets", "keywords"} <= names
+
+
+def test_disabled_detector_is_skipped():
+    engine = build_detectors({"payment_cards": {"enabled": False}})
+    assert "payment_cards" not in {d.name for d in engine.detectors}
+    assert [m for m in engine.scan("card 4111 1111 1111 1111") if m.entity == "CREDIT_CARD"] == []
+
+
+def test_card_is_not_also_a_phone_or_bank_number(engine):
+    matches = engine.scan("account card 4111 1111 1111 1111 call")
+    assert [m.entity for m in matches] == ["CREDIT_CARD"]
+
+
+def test_plain_detector_without_patterns_still_runs():
+    class Lookup(Detector):
+        name = "test_lookup_only"
+        entities = ("CUSTOMER_RECORD",)
+
+        def scan(self, text: str) -> list[Match]:
+            i = text.find("ACME-42")
+            return [Match("CUSTOMER_RECORD", i, i + 7, 1.0, "ACME-42")] if i >= 0 else []
+
+    try:
+        engine = DetectorSet([Lookup()])
+        (m,) = engine.scan("record ACME-42 here")
+        assert m.detector == "test_lookup_only"
+    finally:
+        Detector.registry.pop("test_lookup_only", None)
+
+
+def test_empty_and_odd_text(engine):
+    assert engine.scan("") == []
+    assert engine.scan("\ud800 lone surrogate 4111 1111 1111 1111")[0].value == "4111111111111111"
+    assert engine.scan("\x00" * 1000) == []
+
+
+def test_match_at_the_very_end(engine):
+    text = "card 4111111111111111"
+    (m,) = engine.scan(text)
+    assert (m.start, m.end) == (5, len(text))
+
+
+def test_threads_share_one_engine(engine):
+    text = "card 4111 1111 1111 1111, ssn 536-22-1234, mail a.b@example.com " * 20
+    expected = sorted((m.entity, m.start) for m in engine.scan(text))
+    barrier = threading.Barrier(4)
+
+    def work(_: int) -> list:
+        barrier.wait()
+        return [sorted((m.entity, m.start) for m in engine.scan(text)) for _ in range(50)]
+
+    with ThreadPoolExecutor(4) as pool:
+        for results in pool.map(work, range(4)):
+            assert all(r == expected for r in results)

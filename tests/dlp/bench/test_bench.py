@@ -1,0 +1,55 @@
+"""`dlp bench`: the command runs end to end, and dlp's accuracy on the corpus holds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dlp.bench import targets
+from dlp.bench.corpus import generate
+from dlp.cli import main
+
+
+def test_core_is_a_target():
+    assert "core" in targets()
+    assert "corpus" not in targets()
+
+
+def test_corpus_is_seeded_and_sized():
+    a, b = generate(50_000, seed=3), generate(50_000, seed=3)
+    assert [s.text for s in a] == [s.text for s in b]
+    assert sum(len(s.text.encode()) for s in a) >= 50_000
+    share = sum(1 for s in a if s.truth) / len(a)
+    assert 0.1 < share < 0.3
+    assert any(s.hard_negatives for s in a)
+
+
+def test_bench_json_structure_and_recall():
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlp", "bench", "--size-mb", "0.5", "--presidio-mb", "0.03", "--json"],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["target"] == "core"
+    for key in ("dlp", "inspector", "presidio"):
+        assert {"mb_per_s", "messages_per_s", "p50_ms", "p99_ms"} <= set(result[key])
+    assert result["ratio"] > 1
+    accuracy = result["dlp"]["accuracy"]
+    assert accuracy["recall"] >= 0.99
+    assert accuracy["precision"] >= 0.99
+    for entity in ("CREDIT_CARD", "US_SSN", "IBAN_CODE"):
+        assert accuracy["entities"][entity]["recall"] >= 0.99
+        assert accuracy["entities"][entity]["precision"] >= 0.99
+
+
+def test_unknown_target_is_a_usage_error(capsys):
+    assert main(["bench", "nosuch", "--size-mb", "0.01"]) == 2
+    assert "no benchmark named" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["0", "-1"])
+def test_size_must_be_positive(size, capsys):
+    assert main(["bench", "--size-mb", size]) == 2
