@@ -190,7 +190,8 @@ class PhoneRegion:
     def candidates(self, digits: str, plus: bool) -> set[str]:
         """E.164 strings a run of 7-15 digits may stand for (with or without a leading "+")."""
         if plus:
-            return {"+" + digits}
+            # "+44 (0)20 7946 0958": a trunk 0 written after the country code (of 1 to 3 digits).
+            return {"+" + digits} | {f"+{digits[:k]}{digits[k + 1:]}" for k in (1, 2, 3) if digits[k:k + 1] == "0"}
         out = {"+" + digits}  # a number written with its country code but no "+"
         for prefix in self.international_prefixes:
             if digits.startswith(prefix):
