@@ -129,19 +129,19 @@ class GaugeRefresher:
             except Exception:
                 metrics.REFRESH_ERRORS.labels("backlog").inc()
                 log.warning("metrics_refresh_failed", source="backlog", exc_info=True)
-        for source, gauge, label in (("rule_precision", metrics.RULE_PRECISION, "rule"),
-                                     ("detector_precision", metrics.DETECTOR_PRECISION, "detector")):
-            getter = getattr(store, source, None)
-            if not callable(getter):
-                continue
+        precision = getattr(store, "precision", None)
+        if callable(precision):
             try:
-                values: Mapping[str, float] = await asyncio.to_thread(getter)
+                counts: Mapping[str, Mapping[str, tuple[int, int]]] = await asyncio.to_thread(precision)
             except Exception:
-                metrics.REFRESH_ERRORS.labels(source).inc()
-                log.warning("metrics_refresh_failed", source=source, exc_info=True)
-                continue
-            for name, value in values.items():
-                gauge.labels(**{label: name}).set(value)
+                metrics.REFRESH_ERRORS.labels("precision").inc()
+                log.warning("metrics_refresh_failed", source="precision", exc_info=True)
+                return
+            for kind, gauge in (("rules", metrics.RULE_PRECISION), ("detectors", metrics.DETECTOR_PRECISION)):
+                for name, (confirmed, false_positive) in (counts.get(kind) or {}).items():
+                    decided = confirmed + false_positive
+                    if decided:  # no decisions yet: no series, rather than a misleading 0
+                        gauge.labels(name).set(confirmed / decided)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
         """Refresh every `interval` seconds until `stop` (the caller did the first refresh)."""

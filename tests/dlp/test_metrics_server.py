@@ -32,8 +32,8 @@ class BacklogStore:
             raise RuntimeError("database is locked")
         return self.backlog_value
 
-    def rule_precision(self) -> dict[str, float]:
-        return {"cards-external": 0.75}
+    def precision(self) -> dict[str, dict[str, tuple[int, int]]]:
+        return {"rules": {"cards-external": (3, 1), "never-decided": (0, 0)}, "detectors": {"payment_card": (1, 1)}}
 
     def check_writable(self) -> None:
         if not self.writable:
@@ -89,6 +89,8 @@ def test_metrics_exposition_has_preinitialised_series_and_store_gauges(tmp_path:
         assert _value(text, "dlp_quarantine_backlog") == 3.0
         assert _value(text, "dlp_quarantine_oldest_age_seconds") == 7200.0
         assert _value(text, "dlp_rule_precision", rule="cards-external") == 0.75
+        assert _value(text, "dlp_rule_precision", rule="never-decided") is None
+        assert _value(text, "dlp_detector_precision", detector="payment_card") == 0.5
         assert _value(text, "dlp_service_up", service="metrics") == 1.0
         assert _value(text, "dlp_service_up", service="smtp") == 0.0
         assert _value(text, "dlp_store_writable") == 1.0
