@@ -126,6 +126,11 @@ class SmtpService:
             log.warning("smtp_drain_timeout", sessions=len(self.sessions))
             for session in list(self.sessions):
                 session.close_with(replies.SHUTTING_DOWN)
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), 1.0)
+            except TimeoutError:  # a peer that does not read (or answer a TLS close_notify)
+                for session in list(self.sessions):
+                    session.abort()
         pending = set(self._commits)
         if pending:
             # Commits whose client is gone still finish (shielded), within what is left of the grace.

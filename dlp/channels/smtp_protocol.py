@@ -114,6 +114,10 @@ class RelaySMTP(SMTP):
         transport.write(replies.translate(reply).encode("ascii") + b"\r\n")  # type: ignore[attr-defined]
         transport.close()
 
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()  # type: ignore[attr-defined]
+
     @property
     def idle(self) -> bool:
         return not self.in_transaction and not (self.envelope is not None and self.envelope.mail_from)

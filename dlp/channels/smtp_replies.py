@@ -86,6 +86,7 @@ _AIOSMTPD = {
     "500 Error: strict ASCII mode": NON_ASCII_COMMAND,
     "502 5.5.1 Too many unrecognized commands, goodbye.": TOO_MANY_BOGUS,
     "220 Ready to start TLS": TLS_READY,
+    "530 Must issue a STARTTLS command first": TLS_REQUIRED,
     "221 Bye": BYE,
     "354 End data with <CR><LF>.<CR><LF>": START_DATA,
     "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,

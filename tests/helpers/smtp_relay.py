@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from detectors.base import Detector, DetectorSet
+from detectors.base import Detector, DetectorSet, build_detectors
 from dlp.channels.smtp import SmtpService, start_service
 from dlp.config import Settings, load_settings
 from dlp.inspect import InspectionPool, Inspector
@@ -33,7 +33,7 @@ class RelayUnderTest:
                      "smtp.min_free_bytes": 0, "smtp.forward_timeout_seconds": 10.0}
         overrides.update({key.replace("__", "."): value for key, value in settings.items()})
         self.settings = load_settings(None, overrides, environ=environ or {})
-        self._inspector_factory = inspector_factory
+        self._inspector_factory = inspector_factory or shipped_inspector
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.service: SmtpService | None = None
@@ -46,7 +46,7 @@ class RelayUnderTest:
     def start(self) -> RelayUnderTest:
         self._thread.start()
         self.store = open_store(self.settings)
-        inspector = self._inspector_factory(self.settings) if self._inspector_factory else None
+        inspector = self._inspector_factory(self.settings)
         self.pool = InspectionPool(self.settings, inspector)
         runtime = Runtime(self.settings, Pipeline(self.pool, self.store, None), self.store, None)
 
@@ -79,6 +79,19 @@ class RelayUnderTest:
         self.stop()
 
 
+_DETECTORS: dict[str, DetectorSet] = {}
+
+
+def shipped_inspector(settings: Settings) -> Inspector:
+    """The real detectors and policy; the compiled detector set is shared between tests (it is slow to build
+    and immutable), everything else is per relay."""
+    policy = load_policy(settings.inspection.policy_file or None)
+    key = settings.inspection.policy_file
+    if key not in _DETECTORS:
+        _DETECTORS[key] = build_detectors(policy.detectors)
+    return Inspector(policy, value_id_key(settings.data_path), settings.inspection.limits, detectors=_DETECTORS[key])
+
+
 class ScriptedDetector(Detector):
     """A detector whose behaviour a test chooses: raise, sleep, or report a marker as a card number.
 
@@ -109,3 +122,70 @@ def scripted_inspector(detector: Detector) -> Callable[[Settings], Inspector]:
                          detectors=DetectorSet([detector]))
 
     return factory
+
+
+def self_signed_cert(directory: Path, hostname: str = "dlp.localhost") -> tuple[str, str]:
+    """A throwaway certificate and key (PEM files) for STARTTLS tests."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+class RawClient:
+    """A line-level SMTP client for protocol attacks: send exact bytes, read exact replies."""
+
+    def __init__(self, address: tuple[str, int], source: str = "") -> None:
+        import socket
+
+        self.sock = socket.create_connection(address, timeout=10, source_address=(source, 0) if source else None)
+        self.reader = self.sock.makefile("rb")
+
+    def reply(self) -> list[str]:
+        """One (possibly multi-line) reply, as text lines."""
+        lines = []
+        while True:
+            line = self.reader.readline()
+            if not line:
+                raise ConnectionError("closed")
+            lines.append(line.decode("ascii", "replace").rstrip("\r\n"))
+            if line[3:4] != b"-":
+                return lines
+
+    def command(self, line: bytes) -> list[str]:
+        self.sock.sendall(line + b"\r\n")
+        return self.reply()
+
+    def code(self, line: bytes) -> str:
+        return self.command(line)[-1]
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def rest(self) -> bytes:
+        """Everything the server still sends until it closes the connection."""
+        return self.reader.read()
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            self.reader.close()  # the socket's descriptor is only released once its file object is closed
+            self.sock.close()

@@ -40,6 +40,7 @@ class SinkBehaviour:
     data_reply: str = "250 2.0.0 Ok: queued"
     data_delay: float = 0.0  # seconds between the final dot and the reply
     refuse_recipients: dict[str, str] = field(default_factory=dict)  # address -> reply
+    eight_bit: bool = True  # announce 8BITMIME (False: a 7-bit-only next hop)
 
 
 class _Handler:
@@ -89,7 +90,8 @@ class RecordingSink:
 
         async def serve() -> asyncio.Server:
             return await self._loop.create_server(
-                lambda: SMTP(handler, hostname="sink.test", enable_SMTPUTF8=True, loop=self._loop),
+                lambda: SMTP(handler, hostname="sink.test", enable_SMTPUTF8=self.behaviour.eight_bit,
+                             decode_data=not self.behaviour.eight_bit, loop=self._loop),
                 "127.0.0.1", 0)
 
         self._server = asyncio.run_coroutine_threadsafe(serve(), self._loop).result(10)
