@@ -226,6 +226,10 @@ TAMED_LOGGERS = {
     "asyncio": logging.WARNING,
 }
 
+# Pass to uvicorn.Config / uvicorn.run: uvicorn's default log_config replaces the handlers of its loggers
+# (bypassing redaction) and its access log prints request lines with their query strings.
+UVICORN_OPTIONS: dict[str, Any] = {"log_config": None, "access_log": False}
+
 _configured = False
 _config_lock = threading.Lock()
 

@@ -282,3 +282,19 @@ def test_uncaught_exception_is_logged_sanitised() -> None:
     event = json.loads(proc.stderr.strip().splitlines()[-1])
     assert event["event"] == "uncaught_exception" and event["exception_type"] == "RuntimeError"
     assert "secret_local" not in proc.stderr
+
+
+def test_uvicorn_options_keep_its_loggers_on_the_bridge(captured: io.StringIO) -> None:
+    import uvicorn
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never served
+        pass
+
+    config = uvicorn.Config(app, **logs.UVICORN_OPTIONS)
+    config.load()  # applies uvicorn's logging configuration
+    # uvicorn's default config gives "uvicorn" its own stderr handler and cuts it off from the root.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        assert not logging.getLogger(name).handlers and logging.getLogger(name).propagate, name
+    assert any(isinstance(h, logs.StdlibBridge) for h in logging.getLogger().handlers)
+    logging.getLogger("uvicorn.error").warning("Invalid HTTP request from %s", EMAIL)
+    assert "[redacted:email]" in captured.getvalue() and EMAIL not in captured.getvalue()
