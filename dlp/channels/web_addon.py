@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from mitmproxy import http, tls
+from mitmproxy import ctx, http, tls
 from mitmproxy.proxy import layer, layers
 
 from dlp import metrics
@@ -50,6 +50,7 @@ class DlpWebAddon:
         self.pages = BlockPages(proxy.block_page_template)
         self.fail_open = proxy.fail_mode == "open"
         self.fault = fault if fault is not None else os.environ.get(FAULT_ENV, "")
+        self.master: Any = None  # set in load(): several proxies may share a process (tests)
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -69,12 +70,22 @@ class DlpWebAddon:
             if self.in_flight == 0:
                 self._idle.set()
 
+    def load(self, loader: Any) -> None:
+        self.master = ctx.master
+
     # ---------------------------------------------------------------- HTTP requests
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         # A streamed request body would reach the server before we saw it: never stream requests. The
         # body size is bounded by mitmproxy's body_size_limit (set to proxy.max_body_bytes).
         flow.request.stream = False
+        if flow.response is None and _has_obs_fold(flow.request):
+            # mitmproxy forwards folded header lines verbatim; RFC 9112 says a proxy must reject or
+            # unfold them, and an upstream that unfolds differently is a request-smuggling vector.
+            flow.response = http.Response.make(400, b"Bad Request: folded header line\n",
+                                               {"Content-Type": "text/plain", "Connection": "close"})
+            flow.metadata.setdefault(_METADATA_KEY, {})["blocked"] = str(BlockReason.INVALID_REQUEST)
+            metrics.WEB_BLOCKED.labels(str(BlockReason.INVALID_REQUEST)).inc()
 
     async def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or flow.error is not None:
@@ -129,8 +140,7 @@ class DlpWebAddon:
         message: Message | None = None
         try:
             if len(ws_message.content) > self.proxy.max_body_bytes:
-                ws_message.drop()
-                flow.kill()
+                _close_websocket(self.master, flow, ws_message)
                 metrics.WEB_BLOCKED.labels(str(BlockReason.TOO_LARGE)).inc()
                 metrics.UNINSPECTED.labels(CHANNEL, str(Reason.TRUNCATED)).inc()
                 return
@@ -140,8 +150,7 @@ class DlpWebAddon:
                 await self._record(message, verdict)
             action = verdict.effective_action
             if action.rank >= Action.QUARANTINE.rank:
-                ws_message.drop()
-                flow.kill()  # the application's state is now unknown; close rather than silently lose one
+                _close_websocket(self.master, flow, ws_message)  # the app's state is now unknown: close, don't lose one
                 reason = BlockReason.QUARANTINE if action is Action.QUARANTINE else BlockReason.POLICY
                 metrics.WEB_BLOCKED.labels(str(reason)).inc()
                 log.info("websocket_message_blocked", incident=verdict.incident_id, client=_client(flow))
@@ -150,8 +159,7 @@ class DlpWebAddon:
                 self._count_failure(message, exc, "open")
                 return
             self._count_failure(message, exc, "block")
-            ws_message.drop()
-            flow.kill()
+            _close_websocket(self.master, flow, ws_message)
             metrics.WEB_BLOCKED.labels(str(BlockReason.INSPECTION_UNAVAILABLE)).inc()
 
     # ---------------------------------------------------------------- TLS
@@ -215,6 +223,30 @@ class DlpWebAddon:
         # The exception's text may quote content (a parser error with the bad bytes): log its type only.
         log.error("web_inspection_failed", fail_mode=mode, error=type(exc).__name__,
                   message_id=message.id if message else None)
+
+
+def _has_obs_fold(request: http.Request) -> bool:
+    return any(b"\n" in value for _, value in request.headers.fields)
+
+
+def _close_websocket(master: Any, flow: http.HTTPFlow, ws_message: Any) -> None:
+    """Drop the message and close both sides of the connection. mitmproxy's websocket layer ignores
+    flow.kill(), so the connection handler is asked to close the sockets (mitmproxy is pinned to 12.x)."""
+    ws_message.drop()
+    if flow.killable:
+        flow.kill()
+    servers = master.addons.get("proxyserver") if master is not None else None
+    handler = getattr(servers, "connections", {}).get(flow.client_conn.id) if servers else None
+    if handler is None:
+        return
+
+    def close() -> None:
+        for conn in (flow.server_conn, flow.client_conn):
+            if conn in handler.transports:
+                handler.close_connection(conn)
+
+    # After the hook returns: the handler is waiting on it and must see the dropped message first.
+    asyncio.get_running_loop().call_soon(close)
 
 
 def _client(flow: Any) -> str:

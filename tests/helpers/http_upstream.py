@@ -111,6 +111,7 @@ class RecordingUpstream:
     _thread: threading.Thread | None = None
     _changed: threading.Condition = field(default_factory=threading.Condition)
     _stop: Callable[[], None] | None = None
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,6 +160,9 @@ class RecordingUpstream:
         await done.wait()
         http_server.close()
         ws_server.close()
+        for task in list(self._handlers):  # keep-alive connections the clients left open
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         await ws_server.wait_closed()
 
     # ------------------------------------------------------------------ what tests use
@@ -195,6 +199,9 @@ class RecordingUpstream:
     async def _handle_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
         current: dict[str, Any] = {}
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
         try:
             while True:
                 event = conn.next_event()
@@ -231,6 +238,7 @@ class RecordingUpstream:
         except (h11.RemoteProtocolError, ConnectionError, ssl.SSLError):
             pass
         finally:
+            self._handlers.discard(task)
             self._notify()
             writer.close()
 
