@@ -155,7 +155,7 @@ class Policy:
             return False
         dests = [self.destinations[d] for d in rule.allow]
         env = message.envelope
-        if message.channel in (Channel.SMTP, Channel.PASSIVE) and env.recipients:
+        if env.recipients:
             return all(any(d.allows_recipient(r) for d in dests) for r in env.recipients)
         if env.destination:
             host = urlsplit(env.destination).hostname if "://" in env.destination else env.destination

@@ -8,10 +8,13 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from typing import Any
 
 from dlp.inspect import Inspector
-from dlp.model import Action, Channel, ContentKind, Message, Verdict
+from dlp.model import Action, Channel, ContentKind, Envelope, Message, Verdict
 
 _HTTP_REQUEST_LINE = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
 
@@ -142,7 +145,26 @@ def _effective(verdict: Verdict) -> Action:
     return verdict.action
 
 
+def envelope_from_file(raw: bytes) -> Envelope:
+    """The envelope a stored message or request implies: From/To/Cc/Bcc of an e-mail, the URL of an
+    HTTP request. Files have no envelope; this lets destination allow-lists apply to them."""
+    head = raw[:65536]
+    request = _HTTP_REQUEST_LINE.match(head)
+    if request:
+        method, target = request.group(0).split(b" ")[:2]
+        host = re.search(rb"\r?\nHost:[ \t]*([^\r\n]+)", head, re.IGNORECASE)
+        url = target.decode("latin-1")
+        if host and url.startswith("/"):
+            url = f"http://{host.group(1).decode('latin-1').strip()}{url}"
+        return Envelope(destination=url, method=method.decode())
+    headers = BytesHeaderParser(policy=email_policy.compat32).parsebytes(head)
+    recipients = tuple(addr for _, addr in getaddresses(
+        [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]) if addr)
+    senders = getaddresses([str(v) for v in headers.get_all("From", [])])
+    return Envelope(sender=senders[0][1] if senders else "", recipients=recipients)
+
+
 def file_item(source: str, raw: bytes, channel: Channel | None = None) -> ReplayItem:
     ch = channel or channel_for(raw)
     kind = ContentKind.HTTP if ch is Channel.WEB else ContentKind.AUTO
-    return ReplayItem(source, Message(ch, raw, kind, name=source.rsplit("/", 1)[-1]))
+    return ReplayItem(source, Message(ch, raw, kind, envelope_from_file(raw), name=source.rsplit("/", 1)[-1]))

@@ -55,13 +55,35 @@ def _capture(path: Path) -> Iterator[tuple[str, ReplayItem]]:
 
 
 def _stored(settings: Any, since: str | None, actor: str) -> Iterator[tuple[str, ReplayItem]]:
-    from dlp.store import open_store
+    """Every incident whose original is still kept, read through the store (each read is audited)."""
+    from datetime import UTC, datetime
 
-    store = open_store(settings)
+    from dlp.model import ContentKind, Envelope, Message
+    from dlp.store import IncidentQuery, StoreError, open_store
+
     try:
-        for incident_id, message in store.originals_for_replay(since=since, actor=actor,
-                                                                reason="policy replay"):
-            yield "stored", ReplayItem(incident_id, message)
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    except ValueError:
+        raise UsageError(f"--since: expected YYYY-MM-DD, got {since!r}") from None
+    try:
+        store = open_store(settings)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        offset = 0
+        while True:
+            page = store.list_incidents(IncidentQuery(since=start, has_original=True, sort="created",
+                                                      limit=200, offset=offset))
+            if not page:
+                break
+            offset += len(page)
+            for summary in page:
+                detail = store.get(summary.id)
+                raw = store.read_original(summary.id, actor, "policy replay")
+                envelope = Envelope(summary.sender, summary.recipients, detail.client_address, detail.user,
+                                    summary.destination, detail.method)
+                kind = ContentKind(detail.kind) if detail.kind in {k.value for k in ContentKind} else ContentKind.AUTO
+                yield "stored", ReplayItem(summary.id, Message(Channel(summary.channel), raw, kind, envelope))
     finally:
         store.close()
 

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from dlp import logs
     from dlp.inspect import Inspector
     from dlp.policy import PolicyError
+    from dlp.replay import envelope_from_file
 
     settings = settings_from_args(args)
     logs.configure(settings.log_level)
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     worst = Action.PASS
     for source, raw in _inputs(args.paths):
-        message = Message(Channel.SCAN, raw, ContentKind(args.kind), name=Path(source).name)
+        message = Message(Channel.SCAN, raw, ContentKind(args.kind), envelope_from_file(raw), name=Path(source).name)
         verdict = inspector.inspect(message)
         worst = Action.most_severe([worst, verdict.action])
         if args.format == "json":
