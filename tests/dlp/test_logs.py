@@ -290,8 +290,17 @@ def test_uvicorn_options_keep_its_loggers_on_the_bridge(captured: io.StringIO) -
     async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - never served
         pass
 
-    config = uvicorn.Config(app, **logs.UVICORN_OPTIONS)
-    config.load()  # applies uvicorn's logging configuration
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access")
+    saved = {n: (list(logging.getLogger(n).handlers), logging.getLogger(n).propagate) for n in names}
+    try:
+        uvicorn.Config(app, **logs.UVICORN_OPTIONS)  # applies uvicorn's logging configuration
+        _check_uvicorn_loggers(captured)
+    finally:
+        for n, (handlers, propagate) in saved.items():
+            logging.getLogger(n).handlers, logging.getLogger(n).propagate = handlers, propagate
+
+
+def _check_uvicorn_loggers(captured: io.StringIO) -> None:
     # uvicorn's default config gives "uvicorn" its own stderr handler and cuts it off from the root.
     for name in ("uvicorn", "uvicorn.error"):
         assert not logging.getLogger(name).handlers and logging.getLogger(name).propagate, name
