@@ -30,6 +30,8 @@ refuses the action — and a history entry is written with the change)
     store.set_status(id, "new"|"in_review", actor, reason)
     store.confirm(id, actor, reason); store.mark_false_positive(id, actor, reason)
     store.assign(id, assignee, actor, reason); store.comment(id, text, actor) -> comment id
+    store.add_release_request(id, sender, justification) -> request id   # from the signed link (agent)
+    store.release_requests(id) -> [ReleaseRequest];  store.release_request_counts(ids) -> {id: n}
     store.select_ids(value_id=... | sender=...) -> ids;  store.bulk(operation, ids, actor, reason, **kw)
     store.purge(actor, original_days=None, incident_days=None) -> PurgeResult
     store.reencrypt(actor) -> items re-sealed under the current key
@@ -68,6 +70,7 @@ from dlp.store.records import (
     IncidentDetail,
     IncidentSummary,
     PurgeResult,
+    ReleaseRequest,
     ReleaseResult,
     Status,
 )
@@ -90,6 +93,7 @@ __all__ = [
     "PurgeResult",
     "ReleaseError",
     "ReleaseInProgress",
+    "ReleaseRequest",
     "ReleaseResult",
     "Status",
     "Store",

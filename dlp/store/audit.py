@@ -34,6 +34,7 @@ CONFIRM = "confirm"
 PURGE = "purge"
 EXPORT = "export"
 REENCRYPT = "reencrypt"
+RELEASE_REQUEST = "release_request"  # an agent asked for a release through the signed link
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ class IncidentQuery:
     assignee: str = ""
     disposition: str = ""
     has_original: bool | None = None
+    has_release_request: bool | None = None  # an agent asked for a release through the signed link
     text: str = ""
     sort: str = "-created"
     limit: int = 50
@@ -86,6 +87,9 @@ class IncidentQuery:
         if self.has_original is not None:
             clauses.append("has_original = ?")
             params.append(int(self.has_original))
+        if self.has_release_request is not None:
+            clauses.append(f"{'' if self.has_release_request else 'NOT '}EXISTS "
+                           "(SELECT 1 FROM release_requests WHERE release_requests.incident_id = incidents.id)")
         if self.text:
             pattern = "%" + self.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             clauses.append("(id LIKE ? ESCAPE '\\' OR sender LIKE ? ESCAPE '\\' OR recipients LIKE ? ESCAPE '\\' "

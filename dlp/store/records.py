@@ -72,6 +72,17 @@ class Comment:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    """An agent's request, through the signed link, to release a held message."""
+
+    id: int
+    incident_id: str
+    at: datetime
+    sender: str
+    justification: str
+
+
+@dataclass(frozen=True, slots=True)
 class IncidentDetail:
     """One incident with everything the console shows (masked findings; the original is separate)."""
 

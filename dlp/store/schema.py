@@ -94,6 +94,16 @@ CREATE TABLE IF NOT EXISTS comments (
 );
 CREATE INDEX IF NOT EXISTS comments_incident ON comments (incident_id, id);
 
+-- Agents' requests to release a held message (from the signed link in their notification).
+CREATE TABLE IF NOT EXISTS release_requests (
+    id INTEGER PRIMARY KEY,
+    incident_id TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    at REAL NOT NULL,
+    sender TEXT NOT NULL,
+    justification TEXT NOT NULL              -- the agent's text, through the redactor
+);
+CREATE INDEX IF NOT EXISTS release_requests_incident ON release_requests (incident_id, id);
+
 -- Append-only and HMAC-chained; never deleted with its incident.
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,

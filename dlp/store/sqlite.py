@@ -53,6 +53,7 @@ from dlp.store.records import (
     IncidentDetail,
     IncidentSummary,
     PurgeResult,
+    ReleaseRequest,
     ReleaseResult,
     Status,
     from_ts,
@@ -64,6 +65,8 @@ log = get_logger("dlp.store")
 _INCIDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SUFFIX = ".q"
 _MAX_COMMENT = 4000
+MAX_JUSTIFICATION = 2000
+MAX_RELEASE_REQUESTS = 5  # per incident: the link is a capability, not a mailbox
 # An unfinished release older than this may be retried with force=True (the earlier attempt may have
 # delivered: a duplicate is possible, a loss is not).
 STALE_RELEASE_SECONDS = 600.0
@@ -554,6 +557,46 @@ class Store:
             if cur.rowcount:
                 (status,) = self._row(conn, incident_id, "status")
                 self._history(conn, incident_id, actor, "release_failed", Status.RELEASING.value, status, kind)
+
+    # ------------------------------------------------------------------ release requests
+
+    def add_release_request(self, incident_id: str, sender: str, justification: str) -> int:
+        """Record an agent's request to release a held message (the console verified the signed link).
+        The justification goes through the redactor (no card or account number is needed to justify a
+        release); audited as `release_request` by actor "agent" without the text."""
+        text = redact_text(justification.strip())[:MAX_JUSTIFICATION]
+        if not text:
+            raise InvalidAction("a justification is required")
+        status, stored_sender = self._row(self._reader(), incident_id, "status, sender")
+        if stored_sender.lower() != sender.lower():
+            raise InvalidAction("this link does not belong to the sender of that incident")
+        if status in FINAL_STATUSES:
+            raise InvalidAction(f"incident {incident_id} was already {status}")
+        (count,) = self._reader().execute("SELECT COUNT(*) FROM release_requests WHERE incident_id = ?",
+                                          (incident_id,)).fetchone()
+        if count >= MAX_RELEASE_REQUESTS:
+            raise InvalidAction("this incident already has the maximum number of release requests")
+        self._audit("agent", audit.RELEASE_REQUEST, incident_id, "", detail=f"{len(text)} chars")
+        with self._transaction() as conn:
+            cur = conn.execute("INSERT INTO release_requests (incident_id, at, sender, justification) "
+                               "VALUES (?, ?, ?, ?)", (incident_id, self.clock(), stored_sender, text))
+            self._history(conn, incident_id, "agent", "release_requested")
+            return int(cur.lastrowid or 0)
+
+    def release_requests(self, incident_id: str) -> list[ReleaseRequest]:
+        return [ReleaseRequest(rid, iid, from_ts(at), sender, text)  # type: ignore[arg-type]
+                for rid, iid, at, sender, text in self._reader().execute(
+                    "SELECT id, incident_id, at, sender, justification FROM release_requests "
+                    "WHERE incident_id = ? ORDER BY id", (incident_id,))]
+
+    def release_request_counts(self, incident_ids: list[str]) -> dict[str, int]:
+        """Requests per incident for a page of the queue (incidents without any are left out)."""
+        if not incident_ids:
+            return {}
+        marks = ",".join("?" * len(incident_ids))
+        return dict(self._reader().execute(
+            f"SELECT incident_id, COUNT(*) FROM release_requests WHERE incident_id IN ({marks}) "
+            "GROUP BY incident_id", incident_ids).fetchall())
 
     # ------------------------------------------------------------------ bulk
 
