@@ -234,6 +234,31 @@ _configured = False
 _config_lock = threading.Lock()
 
 
+def _processors() -> list[Any]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        redaction_processor,
+        # After redaction: a timestamp is ours and digit-shaped.
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.JSONRenderer(default=_safe_str),
+    ]
+
+
+def _stderr_logger(*_args: Any) -> Any:
+    return structlog.PrintLogger(sys.stderr)  # the stderr of the moment (tests swap it)
+
+
+def _safe_defaults() -> None:
+    """structlog's own default renders exceptions with rich, local variables included: every process
+    that imports this module (inspection workers, commands that log before configure()) gets the
+    redacting JSON pipeline instead."""
+    if not structlog.is_configured():
+        structlog.configure(processors=_processors(), logger_factory=_stderr_logger,
+                            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+                            cache_logger_on_first_use=False)
+
+
 def configure(level: str | int = "info", stream: Any = None) -> None:
     """Set up JSON logging for this process. Safe to call again (later calls replace level and stream)."""
     global _configured
@@ -241,16 +266,9 @@ def configure(level: str | int = "info", stream: Any = None) -> None:
     if not isinstance(numeric, int):
         numeric = logging.INFO
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            redaction_processor,
-            # After redaction: a timestamp is ours and digit-shaped.
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(default=_safe_str),
-        ],
+        processors=_processors(),
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream) if stream is not None else _stderr_logger,
         cache_logger_on_first_use=False,
     )
     root = logging.getLogger()
@@ -292,3 +310,6 @@ def log_context(**values: Any) -> Iterator[None]:
 
 def get_logger(name: str = "dlp") -> Any:
     return structlog.get_logger(name)
+
+
+_safe_defaults()

@@ -309,3 +309,23 @@ def _check_uvicorn_loggers(captured: io.StringIO) -> None:
     assert any(isinstance(h, logs.StdlibBridge) for h in logging.getLogger().handlers)
     logging.getLogger("uvicorn.error").warning("Invalid HTTP request from %s", EMAIL)
     assert "[redacted:email]" in captured.getvalue() and EMAIL not in captured.getvalue()
+
+
+def test_unconfigured_processes_still_log_safely() -> None:
+    """An inspection worker or a command that logs before configure() gets the redacting pipeline, not
+    structlog's default renderer (which prints local variables with rich)."""
+    code = (
+        "import structlog, dlp.logs\n"
+        "def f():\n"
+        f"    secret_local = '{CARD}'\n"
+        f"    raise ValueError('card {CARD}')\n"
+        "try:\n"
+        "    f()\n"
+        "except ValueError:\n"
+        "    structlog.get_logger('w').error('worker_failed', exc_info=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    event = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert event["event"] == "worker_failed" and event["exception_type"] == "ValueError"
+    assert not find_canaries([CARD], [proc.stderr, proc.stdout]) and "secret_local" not in proc.stderr
