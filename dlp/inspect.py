@@ -179,6 +179,9 @@ _worker_inspector: Inspector | None = None
 
 def _init_worker(settings: Settings) -> None:
     global _worker_inspector
+    from dlp import logs
+
+    logs.configure(settings.log_level)
     _worker_inspector = Inspector.from_settings(settings)
 
 

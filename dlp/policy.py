@@ -236,8 +236,10 @@ _TOP_KEYS = {
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key at every depth; lists and scalars are replaced, except `rules`,
+    which merge by rule name."""
     out = _Doc(base)
-    out.lines = dict(getattr(override, "lines", {}))
+    out.lines = {**getattr(base, "lines", {}), **getattr(override, "lines", {})}
     for key, value in override.items():
         if key == "rules" and isinstance(value, list) and isinstance(base.get("rules"), list):
             by_name = {r.get("name"): i for i, r in enumerate(base["rules"]) if isinstance(r, dict)}
@@ -250,9 +252,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
                     rules.append(r)
             out["rules"] = rules
         elif isinstance(value, dict) and isinstance(base.get(key), dict):
-            merged = _Doc({**base[key], **value})
-            merged.lines = {**getattr(base[key], "lines", {}), **getattr(value, "lines", {})}
-            out[key] = merged
+            out[key] = _merge(base[key], value)
         else:
             out[key] = value
     return out

@@ -146,3 +146,20 @@ def test_errors_name_the_file_and_line(tmp_path: Path, text: str, line: int, wor
         load_policy(path)
     assert str(err.value).startswith(f"{path}:{line}:"), str(err.value)
     assert words in str(err.value)
+
+
+def test_override_merges_nested_tables_key_by_key(tmp_path: Path) -> None:
+    policy = load_policy(write(tmp_path, """
+uninspected:
+  action: {smtp: block}
+  reasons:
+    encrypted_archive: {action: block, severity: high}
+"""))
+    enc = [Uninspected("a.zip", Reason.ENCRYPTED_ARCHIVE)]
+    assert policy.evaluate(message(), [], enc).action is Action.BLOCK
+    image = [Uninspected("logo.png", Reason.NOT_INSPECTED_IMAGE)]
+    assert policy.evaluate(message(), [], image).action is Action.PASS, "shipped reasons survive the override"
+    web = message(Channel.WEB, (), "https://x.example/")
+    timeout = [Uninspected("body", Reason.TIMEOUT)]
+    assert policy.evaluate(web, [], timeout).action is Action.BLOCK, "shipped per-channel actions survive"
+    assert policy.evaluate(message(), [], timeout).action is Action.BLOCK
