@@ -1,4 +1,4 @@
-"""Test-only crash checkpoints: `DLP_TEST_CRASH_AT=<name>` makes the relay SIGKILL itself at that point.
+"""Test-only crash checkpoints: `DLPTEST_SMTP_CRASH_AT=<name>` makes the relay SIGKILL itself at that point.
 
 The durability tests (adversarial A9) restart the relay after each crash and check that nothing was lost.
 The variable is read once at start-up; unset (every real deployment) the checks cost one comparison.
@@ -21,7 +21,7 @@ from typing import Any
 
 from dlp.durable import TMP_PREFIX
 
-ENV = "DLP_TEST_CRASH_AT"
+ENV = "DLPTEST_SMTP_CRASH_AT"  # not DLP_*: those are settings overrides
 CHECKPOINTS = ("data-received", "verdict", "mid-quarantine-write", "after-fsync-before-reply", "after-next-hop-250")
 
 _armed: str = ""

@@ -56,6 +56,7 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         at = time.monotonic()
+        self.sink.dot_seen.set()
         behaviour = self.sink.behaviour
         if behaviour.data_delay:
             await asyncio.sleep(behaviour.data_delay)
@@ -75,6 +76,7 @@ class RecordingSink:
         self.messages: list[Received] = []
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
+        self.dot_seen = threading.Event()  # set when a final dot arrives (before any delay or reply)
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
