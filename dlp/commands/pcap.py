@@ -77,10 +77,10 @@ class IncidentRecorder:
 # ------------------------------------------------------------------------------------ output
 
 class Output:
-    def __init__(self, fmt: str, show_all: bool, out: TextIO = sys.stdout) -> None:
+    def __init__(self, fmt: str, show_all: bool, out: TextIO | None = None) -> None:
         self.fmt = fmt
         self.show_all = show_all
-        self.out = out
+        self.out = out or sys.stdout
         self.progress_line = False
 
     def result(self, source: str, result: Any) -> None:

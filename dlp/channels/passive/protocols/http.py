@@ -188,7 +188,7 @@ class HttpParser:
             if self.chunk_state == "size":
                 nl = self.buf.find(b"\n")
                 if nl < 0:
-                    return len(self.buf) < 1024 or self._bad_chunk()
+                    return self._bad_chunk() if len(self.buf) >= 1024 else False
                 size_text = bytes(self.buf[:nl]).split(b";")[0].strip()
                 del self.buf[: nl + 1]
                 try:
