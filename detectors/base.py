@@ -58,15 +58,32 @@ class Pattern:
     # empty span at the match's end and finds the start itself.
 
 
-class ScanText:
-    """The normalised text of one scan, with helpers validators share (context windows, offsets)."""
+# Entities at or above this priority claim their span: a weaker candidate inside it is dropped later
+# anyway (see _drop_overlapped), so the engine validates strong detectors first and weaker validators
+# may skip their expensive checks (phone number parsing) inside a claimed span.
+STRONG = 60
 
-    __slots__ = ("_groups", "normalized", "text")
+
+def priority(detector: Detector) -> int:
+    return max((ENTITY_PRIORITY.get(e, 0) for e in detector.entities), default=0)
+
+
+class ScanText:
+    """The normalised text of one scan, with helpers validators share (context windows, offsets, the
+    spans that stronger detectors already claimed)."""
+
+    __slots__ = ("_groups", "claimed", "normalized", "text")
 
     def __init__(self, normalized: Normalized) -> None:
         self.normalized = normalized
         self.text = normalized.text + "\n"  # the sentinel the patterns saw
         self._groups: dict[tuple[int, int], Run] = {}
+        self.claimed: list[tuple[int, int]] = []  # spans of strong matches found so far
+
+    def is_claimed(self, start: int, end: int) -> bool:
+        """Whether [start, end) lies inside a match of a strong entity (card, IBAN, SSN, routing number,
+        secret): a weaker match there would be dropped, so it need not be validated."""
+        return any(s <= start and end <= e for s, e in self.claimed)
 
     def digit_groups(self, start: int, end: int) -> Run:
         """The digit groups of a number run, computed once for all the numeric detectors."""
@@ -157,7 +174,10 @@ class DetectorSet:
         for d in detectors:
             for p in d.patterns():
                 routes.setdefault((p.expression, p.flags, p.som), []).append((d, p.key))
-        self._routes = list(routes.values())
+        # Strong detectors first: their matches claim spans that weaker validators may skip.
+        self._routes = [sorted(r, key=lambda pair: -priority(pair[0])) for r in routes.values()]
+        self._strong = [[(d, k) for d, k in r if priority(d) >= STRONG] for r in self._routes]
+        self._weak = [[(d, k) for d, k in r if priority(d) < STRONG] for r in self._routes]
         self._som = [som for _, _, som in routes]
         self._db: hyperscan.Database | None = None
         self._local = threading.local()
@@ -204,14 +224,20 @@ class DetectorSet:
         view = ScanText(normalized)
         limit = len(folded)
         found: dict[tuple[str, int, int, str], Match] = {}
-        for pid, start, end in _merge(reports, self._som):
-            if char_at is not None:
-                start, end = char_at(start), char_at(end)
-            for detector, key in self._routes[pid]:
-                for m in detector.validate(view, key, start, end):
-                    s, e = normalized.to_original(min(m.start, limit), min(m.end, limit))
-                    name = m.detector or detector.name
-                    found.setdefault((m.entity, s, e, name), Match(m.entity, s, e, m.score, m.value, name, m.label))
+        spans = _merge(reports, self._som)
+        if char_at is not None:
+            spans = [(pid, char_at(start), char_at(end)) for pid, start, end in spans]
+        claimed = view.claimed
+        for routes in (self._strong, self._weak):
+            for pid, start, end in spans:
+                for detector, key in routes[pid]:
+                    for m in detector.validate(view, key, start, end):
+                        if routes is self._strong:
+                            claimed.append((m.start, m.end))
+                        s, e = normalized.to_original(min(m.start, limit), min(m.end, limit))
+                        name = m.detector or detector.name
+                        found.setdefault((m.entity, s, e, name),
+                                         Match(m.entity, s, e, m.score, m.value, name, m.label))
         return list(found.values())
 
 

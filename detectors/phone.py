@@ -74,6 +74,8 @@ class PhoneDetector(Detector):
                 e -= 1
             while s < e and t[s] in " .-)":
                 s += 1
+            if s >= e or text.is_claimed(s, e):
+                continue  # all of it is a card, SSN, IBAN...: a phone number there would be dropped
             whole = self._number(text, s, e)
             if whole is not None:
                 yield whole
@@ -85,6 +87,9 @@ class PhoneDetector(Detector):
                 continue
             i = 0
             while i < len(groups):
+                if text.is_claimed(groups[i].start(), groups[i].end()):
+                    i += 1  # a group of a card or SSN in this run: the next number may follow it
+                    continue
                 if i > 0 and t[groups[i].start() - 1] not in "+(":
                     break  # only a number at the start of the run, or one marked with + or (
                 found = None

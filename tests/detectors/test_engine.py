@@ -67,3 +67,21 @@ def test_threads_share_one_engine(engine):
     with ThreadPoolExecutor(4) as pool:
         for results in pool.map(work, range(4)):
             assert all(r == expected for r in results)
+
+
+def test_strong_match_claims_its_span_and_a_following_phone_is_still_found(engine):
+    # The phone validator skips the card's and the SSN's groups (they are claimed), not the numbers after.
+    found = {(m.entity, m.value) for m in engine.scan("card 4111 1111 1111 1111 +44 20 7946 0958 thanks")}
+    assert found == {("CREDIT_CARD", "4111111111111111"), ("PHONE_NUMBER", "+442079460958")}
+    found = {(m.entity, m.value) for m in engine.scan("ssn 536-22-1234 (415) 446-8074")}
+    assert found == {("US_SSN", "536221234"), ("PHONE_NUMBER", "+14154468074")}
+
+
+def test_claimed_span_containment():
+    from detectors.base import ScanText
+    from dlp.normalize import normalize
+
+    view = ScanText(normalize("x" * 40))
+    view.claimed.append((5, 21))
+    assert view.is_claimed(5, 21) and view.is_claimed(8, 12)
+    assert not view.is_claimed(4, 12) and not view.is_claimed(20, 22)
