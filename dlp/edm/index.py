@@ -31,7 +31,9 @@ import numpy as np
 from dlp.durable import TMP_PREFIX, fsync_directory
 from dlp.edm.hashing import RECORD_KIND, TOKEN_KIND, KeyedHasher, check_client
 from dlp.edm.normalize import (
+    DIGITS,
     IDENTIFYING_BY_DEFAULT,
+    PHONE,
     WORDS,
     DateOrder,
     FieldOptions,
@@ -88,6 +90,8 @@ class IndexBuilder:
         self.rows_read = 0
         self.rows_skipped = 0  # no usable identifying value: such a row could never match
         self.values_skipped = [0] * len(fields)
+        # Lengths of the indexed numbers: the scan side hashes only digit runs of these lengths.
+        self._lengths: dict[str, set[int]] = {DIGITS: set(), PHONE: set()}
 
     def add(self, cells: list[str]) -> None:
         self.rows_read += 1
@@ -104,6 +108,8 @@ class IndexBuilder:
                 continue
             for kind, value in normalised:
                 keys.append((h64(kind, value), index))
+                if kind in self._lengths:
+                    self._lengths[kind].add(len(value))
                 if spec.identifying:
                     identity.append(f"{kind}:{value}")
                 if kind == WORDS:
@@ -138,6 +144,7 @@ class IndexBuilder:
             "records": len(self._prints),
             "postings": len(self._keys),
             "tokens": sizes["tokens"],
+            "lengths": {kind: sorted(lengths) for kind, lengths in self._lengths.items()},
         }
 
     def arrays(self) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from dlp.edm.normalize import (
     DIGITS,
     EMAIL,
     EMAIL_RE,
+    KIND_OF,
     MAX_WORDS,
     MIN_DIGITS,
     PHONE,
@@ -62,51 +64,100 @@ class RecordMatch:
     end: int
 
 
-class Candidates:
-    """The client-independent pieces of one (normalised) text."""
+# Postcode-like pieces: one token with a digit ("94110", "10001x"), or two short tokens ("SW1A 1AA").
+_COMPACT_ONE = re.compile(r"(?<![^\W_])(?=[^\W_]*\d)[^\W_]{3,10}(?![^\W_])")
+_COMPACT_TWO = re.compile(r"(?<![^\W_])([^\W_]{2,4})[ \-]([^\W_]{2,4})(?![^\W_])")
+_NOT_WORDS_CACHE = 200_000  # words known to be in no index's word filter (never a customer's word)
 
-    __slots__ = ("keyed", "numbers", "words")
+
+def _fold_word(w: str) -> str:
+    return w.replace("'", "").replace("’", "") if ("'" in w or "’" in w) else w
+
+
+class Candidates:
+    """The client-independent pieces of one (normalised) text, each cut on first use: a matcher first
+    looks only at the kinds its identifying fields use (numbers, e-mail addresses) and stops there when
+    none is in its index, which is what almost every message looks like. Word positions are looked for
+    only when some client's word filter knows one of the text's words, and then only for those words."""
 
     def __init__(self, text: str) -> None:
-        # Words: (folded word, start, end).
-        self.words: list[tuple[str, int, int]] = []
-        for m in WORD.finditer(text):
-            w = m.group().lower()
-            if "'" in w or "’" in w:
-                w = w.replace("'", "").replace("’", "")
-            self.words.append((w, m.start(), m.end()))
-        # Keyed values that need no word filter: (kind, value, start, end).
-        keyed: list[tuple[str, str, int, int]] = []
-        for m in EMAIL_RE.finditer(text):
-            keyed.append((EMAIL, m.group().lower(), m.start(), m.end()))
-        for iso, start, end in text_dates(text):
-            keyed.append((DATE, iso, start, end))
-        for w, start, end in self.words:
-            if any(c.isdigit() for c in w) and (len(w) >= 3 and not (w.isdigit() and len(w) < MIN_DIGITS)):
-                keyed.append((COMPACT, w, start, end))
-        for (w1, s1, e1), (w2, s2, e2) in zip(self.words, self.words[1:], strict=False):
-            joined = w1 + w2
-            if s2 - e1 <= 1 and 5 <= len(joined) <= 10 and any(c.isdigit() for c in joined) and not joined.isdigit():
-                keyed.append((COMPACT, joined, s1, e2))
-        self.keyed = keyed
-        # Numbers: (digits, start, end, written with a leading "+").
-        self.numbers: list[tuple[str, int, int, bool]] = []
-        for m in _DIGIT_RUN.finditer(text):
+        self.text = text
+
+    @cached_property
+    def lower(self) -> str:
+        lower = self.text.lower()
+        if len(lower) != len(self.text):  # a rare character whose lowercase is longer: keep offsets exact
+            lower = "".join(c.lower() if len(c.lower()) == 1 else c for c in self.text)
+        return lower
+
+    @cached_property
+    def distinct_words(self) -> set[str]:
+        return {_fold_word(w) for w in WORD.findall(self.lower)}
+
+    @cached_property
+    def emails(self) -> list[tuple[str, str, int, int]]:
+        if "@" not in self.text:
+            return []
+        return [(EMAIL, m.group(), m.start(), m.end()) for m in EMAIL_RE.finditer(self.lower)]
+
+    @cached_property
+    def dates(self) -> list[tuple[str, str, int, int]]:
+        return [(DATE, iso, start, end) for iso, start, end in text_dates(self.text)]
+
+    @cached_property
+    def compact(self) -> list[tuple[str, str, int, int]]:
+        out = []
+        lower = self.lower
+        for m in _COMPACT_ONE.finditer(lower):
+            w = m.group()
+            if not (w.isdigit() and len(w) < MIN_DIGITS):
+                out.append((COMPACT, w, m.start(), m.end()))
+        for m in _COMPACT_TWO.finditer(lower):
+            joined = m.group(1) + m.group(2)
+            if not joined.isdigit() and any(c.isdigit() for c in joined):
+                out.append((COMPACT, joined, m.start(), m.end()))
+        return out
+
+    @cached_property
+    def numbers(self) -> list[tuple[str, int, int, bool]]:
+        """(digits, start, end, written with a leading "+"): every run of digit groups of 5 to 19 digits."""
+        out: list[tuple[str, int, int, bool]] = []
+        for m in _DIGIT_RUN.finditer(self.text):
             run = m.group()
-            if sum(c.isdigit() for c in run) < MIN_DIGITS:
+            if len(run) < MIN_DIGITS:
                 continue
             groups = [(g.group(), m.start() + g.start(), m.start() + g.end()) for g in _DIGIT_GROUP.finditer(run)]
-            plus = run.startswith("+")
-            seen: set[tuple[int, int]] = set()
+            if len(groups) == 1:
+                out.append((groups[0][0], groups[0][1], groups[0][2], run[0] == "+"))
+                continue
+            plus = run[0] == "+"
             for i in range(len(groups)):
                 digits = ""
                 for j in range(i, len(groups)):
                     digits += groups[j][0]
                     if len(digits) > _MAX_NUMBER_DIGITS:
                         break
-                    if len(digits) >= MIN_DIGITS and (i, j) not in seen:
-                        seen.add((i, j))
-                        self.numbers.append((digits, groups[i][1], groups[j][2], plus and i == 0))
+                    if len(digits) >= MIN_DIGITS:
+                        out.append((digits, groups[i][1], groups[j][2], plus and i == 0))
+        return out
+
+    def occurrences(self, known: set[str]) -> list[tuple[str, int, int]]:
+        """(word, start, end) of every occurrence of the known words, in text order, plus the words in
+        between when they matter. Found with str.find: a message rarely holds more than a few known words."""
+        lower = self.lower
+        if "'" in lower or "’" in lower:  # folded words ("o'brien" -> "obrien") are not substrings
+            return [(_fold_word(m.group()), m.start(), m.end()) for m in WORD.finditer(lower)]
+        found: list[tuple[str, int, int]] = []
+        n = len(lower)
+        for w in known:
+            i = lower.find(w)
+            while i >= 0:
+                end = i + len(w)
+                if (i == 0 or not lower[i - 1].isalnum()) and (end == n or not lower[end].isalnum()):
+                    found.append((w, i, end))
+                i = lower.find(w, i + 1)
+        found.sort(key=lambda o: o[1])
+        return found
 
 
 class Matcher:
@@ -120,63 +171,124 @@ class Matcher:
         self._keys = index.keys
         self._tokens = index.tokens
         self._identifying = [f.identifying for f in index.fields]
+        self._identifying_mask = np.array(self._identifying + [False] * (256 - len(self._identifying)), dtype=bool)
+        self._kinds = {KIND_OF[f.type] for f in index.fields}
+        lengths = index.header.get("lengths") or {}
+        self._digit_lengths = frozenset(lengths.get(DIGITS, range(MIN_DIGITS, _MAX_NUMBER_DIGITS + 1)))
+        self._phone_lengths = frozenset(lengths.get(PHONE, range(8, 17)))
+        self._seed_kinds = [k for k in (DIGITS, PHONE, EMAIL, COMPACT, DATE, WORDS)
+                            if k in {KIND_OF[f.type] for f in index.fields if f.identifying}]
+        # Words of past messages that are in none of this client's name or text values ("the", "refund").
+        # Only such words are remembered, so the cache never holds a customer's word.
+        self._not_words: set[str] = set()
+
+    def known_words(self, words: set[str]) -> set[str]:
+        """The words that occur in this client's name or text fields (by the keyed word filter)."""
+        if not len(self._tokens):
+            return set()
+        unknown = [w for w in words if w not in self._not_words]
+        if not unknown:
+            return set()
+        h64 = self.index.hasher.h64
+        hashes = np.fromiter((h64(TOKEN_KIND, w) for w in unknown), dtype=np.uint64, count=len(unknown))
+        pos = np.searchsorted(self._tokens, hashes)
+        pos[pos >= len(self._tokens)] = 0
+        hits = (self._tokens[pos] == hashes).tolist()
+        if len(self._not_words) > _NOT_WORDS_CACHE:
+            self._not_words.clear()
+        known = set()
+        for w, hit in zip(unknown, hits, strict=True):
+            if hit:
+                known.add(w)
+            else:
+                self._not_words.add(w)
+        return known
 
     def match(self, cand: Candidates) -> list[RecordMatch]:
         if not len(self._keys):
             return []
         h64 = self.index.hasher.h64
-        cache: dict[tuple[str, str], int] = {}
-
-        def key(kind: str, value: str) -> int:
-            k = (kind, value)
-            h = cache.get(k)
-            if h is None:
-                h = cache[k] = h64(kind, value)
-            return h
-
         hashes: list[int] = []
         spans: list[tuple[int, int]] = []
+        add_hash, add_span = hashes.append, spans.append
 
         def add(kind: str, value: str, start: int, end: int) -> None:
-            hashes.append(key(kind, value))
-            spans.append((start, end))
+            add_hash(h64(kind, value))
+            add_span((start, end))
 
-        # Words: only those in the client's word filter may start or continue an n-gram.
-        words = cand.words
-        if words and len(self._tokens):
-            distinct = list({w for w, _, _ in words})
-            token_hashes = np.fromiter((h64(TOKEN_KIND, w) for w in distinct), dtype=np.uint64, count=len(distinct))
-            pos = np.searchsorted(self._tokens, token_hashes)
-            pos[pos >= len(self._tokens)] = 0
-            known = {w for w, hit in zip(distinct, self._tokens[pos] == token_hashes, strict=True) if hit}
-            if known:
-                for i, (w, start, _end) in enumerate(words):
-                    if w not in known:
-                        continue
-                    gram = [w]
-                    end = words[i][2]
-                    add(WORDS, w, start, end)
-                    for j in range(i + 1, min(i + MAX_WORDS, len(words))):
-                        nw, ns, ne = words[j]
-                        if nw not in known or ns - end > _MAX_WORD_GAP:
-                            break
-                        gram.append(nw)
-                        end = ne
-                        ordered = " ".join(gram)
-                        add(WORDS, ordered, start, end)
-                        ordered_sorted = " ".join(sorted(gram))
-                        if ordered_sorted != ordered:
-                            add(WORDS, ordered_sorted, start, end)
-        for kind, value, start, end in cand.keyed:
-            add(kind, value, start, end)
-        for digits, start, end, plus in cand.numbers:
-            add(DIGITS, digits, start, end)
-            if 7 <= len(digits) <= 15:
-                for e164 in self.phone.candidates(digits, plus):
-                    add(PHONE, e164, start, end)
-        if not hashes:
+        # First the kinds identifying fields use: without one of those in the index, nothing can match.
+        done: set[str] = set()
+        for kind in self._seed_kinds:
+            self._candidates(kind, cand, add, done)
+        if not hashes or not self._has_seed(np.fromiter(hashes, dtype=np.uint64, count=len(hashes))):
             return []
+        for kind in (WORDS, DIGITS, PHONE, EMAIL, DATE, COMPACT):
+            if kind in self._kinds:
+                self._candidates(kind, cand, add, done)
         return self._records(np.fromiter(hashes, dtype=np.uint64, count=len(hashes)), spans)
+
+    def _candidates(self, kind: str, cand: Candidates, add, done: set[str]) -> None:  # add: (k, v, s, e) -> None
+        if kind in done:
+            return
+        done.add(kind)
+        if kind == DIGITS:
+            lengths = self._digit_lengths
+            for digits, start, end, _plus in cand.numbers:
+                if len(digits) in lengths:
+                    add(DIGITS, digits, start, end)
+        elif kind == PHONE:
+            lengths = self._phone_lengths
+            for digits, start, end, plus in cand.numbers:
+                if 7 <= len(digits) <= 15:
+                    for e164 in self.phone.candidates(digits, plus):
+                        if len(e164) in lengths:
+                            add(PHONE, e164, start, end)
+        elif kind == EMAIL:
+            for item in cand.emails:
+                add(*item)
+        elif kind == DATE:
+            for item in cand.dates:
+                add(*item)
+        elif kind == COMPACT:
+            for item in cand.compact:
+                add(*item)
+        elif kind == WORDS:
+            self._word_candidates(cand, add)
+
+    def _has_seed(self, hashes: np.ndarray) -> bool:
+        """Whether any of the keys is an identifying value of few enough records to propose them."""
+        keys = self._keys
+        lo = np.searchsorted(keys, hashes, side="left")
+        hi = np.searchsorted(keys, hashes, side="right")
+        for i in np.nonzero((hi > lo) & (hi - lo <= _EXPAND_LIMIT))[0].tolist():
+            if self._identifying_mask[self.index.field_of[int(lo[i]):int(hi[i])]].any():
+                return True
+        return False
+
+    def _word_candidates(self, cand: Candidates, add) -> None:
+        """Words and 2..4-word n-grams (in text order and sorted) of the words in the word filter."""
+        known = self.known_words(cand.distinct_words)
+        if not known:
+            return
+        words = cand.occurrences(known)
+        lower = cand.lower
+        for i, (w, start, end) in enumerate(words):
+            if w not in known:
+                continue
+            gram = [w]
+            add(WORDS, w, start, end)
+            for j in range(i + 1, min(i + MAX_WORDS, len(words))):
+                nw, ns, ne = words[j]
+                # Adjacent: a short gap with no other word in it ("Smith, John").
+                if nw not in known or ns - end > _MAX_WORD_GAP or any(c.isalnum() for c in lower[end:ns]):
+                    break
+                gram.append(nw)
+                end = ne
+                ordered = " ".join(gram)
+                add(WORDS, ordered, start, end)
+                ordered_sorted = " ".join(sorted(gram))
+                if ordered_sorted != ordered:
+                    add(WORDS, ordered_sorted, start, end)
 
     def _records(self, hashes: np.ndarray, spans: list[tuple[int, int]]) -> list[RecordMatch]:
         keys, records, field_of = self._keys, self.index.records, self.index.field_of

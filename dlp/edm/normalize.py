@@ -46,6 +46,13 @@ IDENTIFYING_BY_DEFAULT = frozenset({FieldType.ACCOUNT, FieldType.CARD, FieldType
 # Kinds of normalised keys (one byte each in the hashed input).
 DIGITS, PHONE, EMAIL, DATE, WORDS, COMPACT = "d", "p", "e", "t", "w", "c"
 
+# Which kind of key each field type produces.
+KIND_OF = {
+    FieldType.NAME: WORDS, FieldType.TEXT: WORDS, FieldType.ACCOUNT: DIGITS, FieldType.CARD: DIGITS,
+    FieldType.SSN: DIGITS, FieldType.EMAIL: EMAIL, FieldType.PHONE: PHONE, FieldType.DATE: DATE,
+    FieldType.POSTCODE: COMPACT,
+}
+
 WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _NON_DIGIT = re.compile(r"\D+")
 _NON_ALNUM = re.compile(r"[\W_]+")
@@ -171,11 +178,13 @@ def phone_e164(text: str, region: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class PhoneRegion:
-    """What the scan side needs to turn a national number into E.164 without parsing each candidate."""
+    """What the scan side needs to turn a run of digits into the E.164 numbers it may stand for, without
+    running the full parser on every number of every message: the same readings phonenumbers makes."""
 
     country_code: str
     national_prefix: str
     international_prefixes: tuple[str, ...]
+    national_lengths: frozenset[int]
 
     @classmethod
     def for_region(cls, region: str) -> PhoneRegion:
@@ -185,20 +194,27 @@ class PhoneRegion:
         prefixes = {"00"}
         if meta.international_prefix and meta.international_prefix.isdigit():
             prefixes.add(meta.international_prefix)
-        return cls(str(meta.country_code), meta.national_prefix or "", tuple(sorted(prefixes, key=len, reverse=True)))
+        return cls(str(meta.country_code), meta.national_prefix or "", tuple(sorted(prefixes, key=len, reverse=True)),
+                   frozenset(meta.general_desc.possible_length or range(4, 15)))
 
     def candidates(self, digits: str, plus: bool) -> set[str]:
-        """E.164 strings a run of 7-15 digits may stand for (with or without a leading "+")."""
+        """E.164 strings a run of 7-15 digits may stand for (written with or without a leading "+")."""
         if plus:
             # "+44 (0)20 7946 0958": a trunk 0 written after the country code (of 1 to 3 digits).
             return {"+" + digits} | {f"+{digits[:k]}{digits[k + 1:]}" for k in (1, 2, 3) if digits[k:k + 1] == "0"}
-        out = {"+" + digits}  # a number written with its country code but no "+"
-        for prefix in self.international_prefixes:
-            if digits.startswith(prefix):
-                out.add("+" + digits[len(prefix):])
-        if self.national_prefix and digits.startswith(self.national_prefix):
-            out.add("+" + self.country_code + digits[len(self.national_prefix):])
-        out.add("+" + self.country_code + digits)
+        out = set()
+        lengths, cc, prefix = self.national_lengths, self.country_code, self.national_prefix
+        n = len(digits)
+        for intl in self.international_prefixes:
+            if digits.startswith(intl) and 8 <= n - len(intl) <= 15:
+                out.add("+" + digits[len(intl):])
+                break
+        if prefix and digits.startswith(prefix) and n - len(prefix) in lengths:
+            out.add("+" + cc + digits[len(prefix):])
+        if digits.startswith(cc) and n - len(cc) in lengths:
+            out.add("+" + digits)  # the region's own country code written without "+"
+        if n in lengths:
+            out.add("+" + cc + digits)
         return out
 
 

@@ -83,7 +83,7 @@ def test_scan_side_phone_candidates_include_the_indexed_form(region, written):
 
 def test_scan_side_dates_cover_both_orders():
     cand = Candidates("born 03/12/1985")
-    assert {v for k, v, _s, _e in cand.keyed if k == DATE} == {"1985-03-12", "1985-12-03"}
+    assert {v for k, v, _s, _e in cand.dates if k == DATE} == {"1985-03-12", "1985-12-03"}
 
 
 def test_short_numbers_are_not_candidates():

@@ -1,0 +1,130 @@
+"""`dlp bench edm`: what exact data match costs with a large index (default a million customer records).
+
+Builds an index from a synthetic export through the same code as `dlp edm index` (time, peak memory of
+the build's arrays, bytes on disk), loads it (time), then inspects the synthetic corpus with the full
+Inspector twice, without and with the customer_record detector, alternating rounds so that machine noise
+hits both. A share of the messages carries customer records written differently from the export, to
+measure recall too. `ratio` = inspection time with EDM / without (the goal: at most 1.30).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MB = 1024 * 1024
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--edm-records", type=int, default=1_000_000,
+                        help="customer records in the benchmark index (default 1000000)")
+    parser.add_argument("--edm-rounds", type=int, default=3, help="alternating timing rounds (default 3)")
+    parser.add_argument("--edm-dir", metavar="DIR",
+                        help="keep the export and the index here and reuse them when present (default: temporary)")
+
+
+def _messages_with_records(samples: list[Any], customers: list[Any], rng: random.Random) -> tuple[list[str], int]:
+    """The corpus texts; one message in ten gets a customer pasted in as an agent would write it."""
+    texts, planted = [], 0
+    for i, s in enumerate(samples):
+        text = s.text
+        if i % 10 == 0 and customers:
+            c = customers[rng.randrange(len(customers))]
+            first, last = c.name.split(" ", 1)
+            text = text.replace("\n\n", f"\n\nCustomer {last.upper()}, {first} (acct {c.account[:4]} {c.account[4:]})"
+                                         f" asked us to call back.\n\n", 1)
+            planted += 1
+        texts.append(text)
+    return texts, planted
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from detectors.base import build_detectors
+    from dlp.bench.corpus import generate
+    from dlp.edm.hashing import client_key
+    from dlp.edm.index import EdmIndex, IndexBuilder, index_path
+    from dlp.edm.normalize import FieldOptions
+    from dlp.edm.source import parse_columns, read_rows
+    from dlp.edm.synthetic import COLUMNS, write_export
+    from dlp.inspect import Inspector
+    from dlp.model import Channel, ContentKind, Message
+    from dlp.policy import load_policy
+
+    records = int(getattr(args, "edm_records", 1_000_000))
+    rounds = max(1, int(getattr(args, "edm_rounds", 3)))
+    size_mb = float(getattr(args, "size_mb", 10.0))
+    seed = int(getattr(args, "seed", 7))
+    keep = getattr(args, "edm_dir", None)
+    holder = None if keep else tempfile.TemporaryDirectory(prefix="dlp-bench-edm-")
+    root = Path(keep or holder.name)  # type: ignore[union-attr]
+    root.mkdir(parents=True, exist_ok=True)
+    data = root / "data"
+    results: dict[str, Any] = {"target": "edm", "seed": seed, "records": records}
+    try:
+        export = root / f"export-{records}-{seed}.csv"
+        started = time.perf_counter()
+        if not export.exists():
+            write_export(export, records, seed=seed)
+        results["export"] = {"seconds": round(time.perf_counter() - started, 2), "bytes": export.stat().st_size}
+        from dlp.edm.synthetic import customers as make_customers
+
+        sample_customers = make_customers(min(records, 5000), seed=seed)
+        path = index_path(data, "bench")
+        if not path.exists() or EdmIndex(path, client_key(data, "bench", create=True)).header["records"] != records:
+            fields = parse_columns(COLUMNS)
+            started = time.perf_counter()
+            builder = IndexBuilder("bench", client_key(data, "bench", create=True), fields, FieldOptions("US"))
+            builder.add_all(read_rows(export, fields))
+            header = builder.write(path)
+            results["build"] = {"seconds": round(time.perf_counter() - started, 2), "keys": header["postings"],
+                                "bytes": header["bytes"], "mb_per_record_million": round(header["bytes"] / MB, 1)}
+        started = time.perf_counter()
+        index = EdmIndex(path, client_key(data, "bench", create=False))
+        results["load_seconds"] = round(time.perf_counter() - started, 4)
+        results["index_bytes"] = path.stat().st_size
+        del index
+
+        samples = generate(int(size_mb * MB), seed=seed)
+        texts, planted = _messages_with_records(samples, sample_customers, random.Random(seed))
+        policy = load_policy(None)
+        without = build_detectors({**policy.detectors, "customer_record": {"enabled": False}})
+        started = time.perf_counter()
+        with_edm = build_detectors({**policy.detectors, "customer_record": {"data_dir": str(data)}})
+        results["detector_start_seconds"] = round(time.perf_counter() - started, 4)
+        plain = Inspector(policy, b"\x00" * 32, detectors=without)
+        edm = Inspector(policy, b"\x00" * 32, detectors=with_edm)
+        messages = [Message(Channel.SCAN, t.encode(), ContentKind.FILE) for t in texts]
+        for m in messages[:50]:  # warm caches in both
+            plain.inspect(m)
+            edm.inspect(m)
+        t_plain = t_edm = 0.0
+        found = 0
+        for r in range(rounds):
+            for name in (("plain", "edm") if r % 2 == 0 else ("edm", "plain")):
+                inspector = plain if name == "plain" else edm
+                started = time.perf_counter()
+                verdicts = [inspector.inspect(m) for m in messages]
+                elapsed = time.perf_counter() - started
+                if name == "plain":
+                    t_plain += elapsed
+                else:
+                    t_edm += elapsed
+                    found = sum(1 for v in verdicts if any(f.entity == "CUSTOMER_RECORD" for f in v.findings))
+        mb = sum(len(t.encode()) for t in texts) / MB
+        results["corpus"] = {"messages": len(texts), "mb": round(mb, 3), "with_customer_record": planted}
+        results["inspector_without_edm"] = {"seconds": round(t_plain / rounds, 3),
+                                            "mb_per_s": round(mb * rounds / t_plain, 3)}
+        results["inspector_with_edm"] = {"seconds": round(t_edm / rounds, 3), "mb_per_s": round(mb * rounds / t_edm, 3)}
+        results["customer_records_found"] = found
+        results["recall"] = round(found / planted, 4) if planted else 1.0
+        results["ratio"] = round(t_edm / t_plain, 3)
+        results["overhead_percent"] = round((t_edm / t_plain - 1) * 100, 1)
+        results["goal"] = "ratio <= 1.30"
+        return results
+    finally:
+        if holder is not None:
+            holder.cleanup()
