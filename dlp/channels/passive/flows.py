@@ -102,6 +102,12 @@ class FlowHandler:
             self.other_versions = bytearray()
             self.emit(record)
 
+    def wants(self, from_client: bool) -> bool:
+        protocol = self.protocol
+        if not protocol or protocol == "smtp":
+            return True
+        return from_client and protocol == "http"
+
     def buffered(self) -> int:
         parser = self.parser
         held = parser.buffered() if parser is not None else sum(len(d) for _, d in self.early)

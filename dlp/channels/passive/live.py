@@ -3,6 +3,7 @@ are read raw (no dissection) and the kernel's drop counter (PACKET_STATISTICS) i
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import time
@@ -27,12 +28,15 @@ class LiveCapture:
         from scapy.config import conf
         from scapy.error import Scapy_Exception
 
+        # scapy warns that it cannot guess a dissector for loopback frames: we do not dissect with it.
+        logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
+
         self.interface = interface
         self.drops = 0
         self.packets = 0
         self._loopback = interface == "lo" or interface.startswith("lo:")
         try:
-            self._sock: Any = conf.L2listen(iface=interface, filter=bpf or None)
+            self._sock: Any = _listen_socket(conf)(iface=interface, filter=bpf or None)
         except PermissionError:
             raise CaptureUnavailable(
                 f"capturing on {interface} needs CAP_NET_RAW: run as root, or grant it to the interpreter "
@@ -50,10 +54,19 @@ class LiveCapture:
         """Frames until `stop()` is true; checks it at least every 0.2 s."""
         last_stats = time.monotonic()
         recv = self._raw.recvfrom
-        while not stop():
+        draining_until = 0.0
+        while True:
+            if not draining_until and stop():
+                # What the kernel already queued was seen on the wire before the stop: read it too.
+                draining_until = time.monotonic() + 1.0
+                self._raw.settimeout(0.05)
+            if draining_until and time.monotonic() > draining_until:
+                break
             try:
                 frame, address = recv(262144)
             except TimeoutError:
+                if draining_until:
+                    break
                 frame = b""
             except InterruptedError:
                 continue
@@ -83,3 +96,12 @@ class LiveCapture:
 
     def close(self) -> None:
         self._sock.close()
+
+
+def _listen_socket(conf: Any) -> Any:
+    """scapy fills conf.L2listen only once its platform layer is loaded (`scapy.all` does that, slowly)."""
+    if conf.L2listen is not None:
+        return conf.L2listen
+    from scapy.arch.linux import L2ListenSocket
+
+    return L2ListenSocket

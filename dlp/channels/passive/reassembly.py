@@ -41,6 +41,8 @@ class StreamConsumer(Protocol):
 
     def close(self, reason: str) -> None: ...  # "fin", "rst", "idle", "end", "evicted"
 
+    def wants(self, from_client: bool) -> bool: ...  # False: skip this direction's bytes (not read)
+
     def buffered(self) -> int: ...
 
 
@@ -126,11 +128,19 @@ class Reassembler:
         else:
             self.flows.move_to_end(key)
         flow.last_ts = seg.ts
+        assert flow.consumer is not None
         from_client = (seg.src, seg.sport) == flow.client
         d, other = (flow.to_server, flow.to_client) if from_client else (flow.to_client, flow.to_server)
-        if seg.payload and d.ttl == 0:
+        payload = seg.payload
+        if payload and not flags & (SYN | RST) and d.base is not None and not flow.consumer.wants(from_client):
+            # Bytes nobody reads (HTTP responses, TLS, unknown protocols): only keep the offsets right.
+            end = d.offset(seg.seq) + len(payload)
+            if end > d.next:
+                d.next = end
+            payload = b""
+        elif payload and d.ttl == 0:
             d.ttl = seg.ttl  # from data, not the handshake: middleboxes often answer SYNs themselves
-        if (seg.payload or flags & RST) and not self._acceptable(seg, d):
+        if (payload or flags & RST) and not self._acceptable(seg, d):
             return
         if flags & SYN:
             if d.base is None or (not d.next and not d.pending):
@@ -144,10 +154,10 @@ class Reassembler:
             acked = other.offset(seg.ack)
             if acked > other.acked:
                 other.acked = acked
-        if seg.payload and not flags & SYN:
+        if payload and not flags & SYN:
             start = d.offset(seg.seq)
             if d.fin_at is None or start < d.fin_at:
-                self._insert(flow, d, from_client, start, seg.payload)
+                self._insert(flow, d, from_client, start, payload)
         if flags & FIN and d.fin_at is None:
             d.fin_at = d.offset(seg.seq) + len(seg.payload)
         if flags & RST:
@@ -160,7 +170,8 @@ class Reassembler:
                 and flow.to_server.next >= flow.to_server.fin_at and flow.to_client.next >= flow.to_client.fin_at:
             self._close(flow, "fin")
             return
-        self._account(flow)
+        if payload:
+            self._account(flow)
         self._since_sweep += 1
         if self._since_sweep >= 4096:
             self._since_sweep = 0

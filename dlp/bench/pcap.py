@@ -1,0 +1,160 @@
+"""`dlp bench pcap`: the passive monitor end to end (read, reassemble, parse, inspect) in packets/s, next
+to scapy's PcapReader + TCPSession (dissection and reassembly only, no inspection) in the same run.
+
+The capture is generated here with struct (no scapy on the write path, so generating 10^5 packets
+takes a second): HTTP keep-alive flows, each a handshake, two POSTs of ordinary form text (one in ten
+carrying a card number), responses of full-size segments with their ACKs, and a FIN exchange.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+_ETH = bytes.fromhex("020000000019" "02000000000a" "0800")
+_ETH_BACK = bytes.fromhex("02000000000a" "020000000019" "0800")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pcap-packets", type=int, default=200_000,
+                        help="packets in the generated capture (default 200000)")
+    parser.add_argument("--pcap-anchor-packets", type=int, default=20_000,
+                        help="packets scapy reads (it is slow; the rate is what counts; default 20000)")
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = int.from_bytes(data, "big") % 0xFFFF
+    return (~total) & 0xFFFF or 0xFFFF
+
+
+def _frame(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int, payload: bytes,
+           forward: bool) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 5 << 4, flags, 65535, 0, 0)
+    seg = tcp + payload
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(seg))
+    csum = _checksum(pseudo + seg)
+    seg = seg[:16] + struct.pack("!H", csum) + seg[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg), 0, 0x4000, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    return (_ETH if forward else _ETH_BACK) + ip + seg
+
+
+def generate(path: Path, packets: int, seed: int = 7) -> dict[str, int]:
+    rng = random.Random(seed)
+    words = ("order", "callback", "customer", "ticket", "refund", "address", "update", "notes", "status", "plan")
+    frames: list[bytes] = []
+    flows = requests = 0
+    t = 1767261600.0
+    while len(frames) < packets:
+        flows += 1
+        client = bytes([10, 2, (flows >> 8) & 255, flows & 255])
+        server = bytes([198, 51, 100, 80])
+        sport, cseq, sseq = 20000 + flows % 40000, rng.getrandbits(32), rng.getrandbits(32)
+        out: list[bytes] = [
+            _frame(client, server, sport, 80, cseq, 0, 0x02, b"", True),
+            _frame(server, client, 80, sport, sseq, cseq + 1, 0x12, b"", False),
+            _frame(client, server, sport, 80, cseq + 1, sseq + 1, 0x10, b"", True),
+        ]
+        cseq, sseq = cseq + 1, sseq + 1
+        for _ in range(2):
+            requests += 1
+            text = " ".join(rng.choice(words) for _ in range(200))
+            if rng.random() < 0.1:
+                text += " card 4539 1488 0343 6467"
+            body = f"comment={text}".encode()
+            head = (f"POST /crm/notes/{flows} HTTP/1.1\r\nHost: crm.example\r\nContent-Type: "
+                    f"application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+            request = head + body
+            for i in range(0, len(request), 1400):
+                out.append(_frame(client, server, sport, 80, cseq + i, sseq, 0x18, request[i : i + 1400], True))
+            cseq += len(request)
+            response = b"HTTP/1.1 200 OK\r\nContent-Length: 8400\r\n\r\n" + bytes(8400)
+            for i in range(0, len(response), 1400):
+                out.append(_frame(server, client, 80, sport, sseq + i, cseq, 0x18, response[i : i + 1400], False))
+                if i // 1400 % 2:
+                    out.append(_frame(client, server, sport, 80, cseq, sseq + i + 1400, 0x10, b"", True))
+            sseq += len(response)
+        out += [
+            _frame(client, server, sport, 80, cseq, sseq, 0x11, b"", True),
+            _frame(server, client, 80, sport, sseq, cseq + 1, 0x11, b"", False),
+            _frame(client, server, sport, 80, cseq + 1, sseq + 1, 0x10, b"", True),
+        ]
+        for frame in out:
+            t += 0.0001
+            frames.append(struct.pack("<IIII", int(t), int((t % 1) * 1e6), len(frame), len(frame)) + frame)
+    with path.open("wb") as fh:
+        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+        fh.writelines(frames)
+    return {"packets": len(frames), "flows": flows, "requests": requests, "bytes": path.stat().st_size}
+
+
+def _ours(path: Path, data_dir: str) -> dict[str, Any]:
+    from dlp.channels.passive.monitor import Monitor
+    from dlp.channels.passive.reader import Capture
+    from dlp.config import load_settings
+    from dlp.inspect import Inspector
+    from dlp.keys import value_id_key
+
+    settings = load_settings(None, {"data_dir": data_dir})
+    inspector = Inspector.from_settings(settings)
+    monitor = Monitor(inspector, value_id_key(settings.data_path), settings.passive)
+    started = time.perf_counter()
+    with Capture(path) as capture:
+        packet = monitor.packet
+        for ts, linktype, frame in capture:
+            packet(ts, linktype, frame)
+    stats = monitor.finish()
+    seconds = time.perf_counter() - started
+    return {"packets": stats.packets, "seconds": round(seconds, 3), "packets_per_s": round(stats.packets / seconds),
+            "transactions": stats.transactions, "findings": dict(stats.entities), "gaps": stats.gaps}
+
+
+def _scapy(path: Path, limit: int) -> dict[str, Any]:
+    from scapy.sendrecv import sniff
+    from scapy.sessions import TCPSession
+
+    count = 0
+
+    def seen(_pkt: Any) -> None:
+        nonlocal count
+        count += 1
+
+    started = time.perf_counter()
+    sniff(offline=str(path), session=TCPSession, count=limit, store=False, prn=seen, quiet=True)
+    seconds = time.perf_counter() - started
+    return {"packets": count, "seconds": round(seconds, 3), "packets_per_s": round(count / seconds)}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    packets = int(getattr(args, "pcap_packets", 200_000))
+    anchor_packets = int(getattr(args, "pcap_anchor_packets", 20_000))
+    with tempfile.TemporaryDirectory(prefix="dlp-bench-pcap-") as tmp:
+        path = Path(tmp) / "bench.pcap"
+        capture = generate(path, packets, getattr(args, "seed", 7))
+        ours = _ours(path, str(Path(tmp) / "data"))
+        anchor = _scapy(path, min(anchor_packets, capture["packets"]))
+    return {
+        "capture": capture,
+        "dlp": ours,
+        "anchor": {"name": "scapy PcapReader + TCPSession (no inspection)", **anchor},
+        "ratio": round(ours["packets_per_s"] / anchor["packets_per_s"], 2) if anchor["packets_per_s"] else None,
+    }
+
+
+def format_text(result: dict[str, Any]) -> str:
+    cap, ours, anchor = result["capture"], result["dlp"], result["anchor"]
+    return "\n".join([
+        f"capture: {cap['packets']:,} packets, {cap['flows']:,} flows, {cap['requests']:,} requests, "
+        f"{cap['bytes'] / 1e6:.1f} MB",
+        f"dlp passive monitor (read+reassemble+parse+inspect): {ours['packets_per_s']:>10,} packets/s "
+        f"({ours['transactions']:,} transactions, findings {ours['findings']})",
+        f"{anchor['name']}: {anchor['packets_per_s']:>10,} packets/s",
+        f"ratio: {result['ratio']}x",
+    ])
