@@ -1,0 +1,60 @@
+"""dlp.delivery.deliver against real next hops: what the client may be told for each outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers.smtp_sinks import PostfixSmtpSink, RecordingSink, SinkBehaviour, free_port, postfix_tools_available
+
+from dlp.delivery import Outcome, deliver
+
+needs_postfix = pytest.mark.skipif(not postfix_tools_available(), reason="Postfix smtp-sink not unpacked")
+DATA = b"Subject: x\r\n\r\n.leading dot survives\r\nend\r\n"
+
+
+def test_delivered_bytes_are_unstuffed_at_the_other_end() -> None:
+    with RecordingSink() as sink:
+        result = deliver(sink.address, "a@x.test", ["b@y.test"], DATA, timeout=10)
+        assert result.outcome is Outcome.DELIVERED and result.code == 250
+        [got] = sink.wait_for(1)
+        assert got.data == DATA
+
+
+@pytest.mark.parametrize("address", ["a\r\nRCPT TO:<evil@x.test>@x.test", "a\x00@x.test"])
+def test_control_characters_in_addresses_never_reach_the_next_hop(address: str) -> None:
+    with RecordingSink() as sink:
+        assert deliver(sink.address, address, ["b@y.test"], DATA, timeout=10).outcome is Outcome.REJECTED
+        assert deliver(sink.address, "a@x.test", [address], DATA, timeout=10).outcome is Outcome.REJECTED
+        assert sink.messages == []
+
+
+def test_connection_refused_is_tempfail_441() -> None:
+    result = deliver(f"127.0.0.1:{free_port()}", "a@x.test", ["b@y.test"], DATA, timeout=5)
+    assert (result.outcome, result.code, result.status, result.kind) == (Outcome.TEMPFAIL, 451, "4.4.1", "refused")
+
+
+def test_partial_recipient_refusal_sends_nothing() -> None:
+    with RecordingSink(SinkBehaviour(refuse_recipients={"c@y.test": "550 5.1.1 no"})) as sink:
+        result = deliver(sink.address, "a@x.test", ["b@y.test", "c@y.test"], DATA, timeout=10)
+        assert result.outcome is Outcome.TEMPFAIL and result.refused == {"c@y.test": 550}
+        assert sink.messages == []
+
+
+@needs_postfix
+@pytest.mark.parametrize(("options", "outcome", "kind"), [
+    (("-r", "DATA"), Outcome.TEMPFAIL, "reply_4xx_data"),  # refused before the 354: nothing was sent
+    (("-q", "."), Outcome.UNKNOWN, "disconnected_after_data"),  # vanished after our dot: maybe delivered
+    (("-f", "."), Outcome.REJECTED, "reply_5xx_dot"),
+])
+def test_stage_of_the_failure_decides_the_outcome(options: tuple[str, str], outcome: Outcome, kind: str) -> None:
+    with PostfixSmtpSink(*options) as sink:
+        result = deliver(sink.address, "a@x.test", ["b@y.test"], DATA, timeout=10)
+        assert (result.outcome, result.kind) == (outcome, kind)
+
+
+def test_outbox_without_a_next_hop(tmp_path: Path) -> None:
+    result = deliver("", "a@x.test", ["b@y.test"], DATA, outbox=tmp_path / "outbox")
+    assert result.ok
+    [eml] = list((tmp_path / "outbox").glob("*.eml"))
+    assert eml.read_bytes() == b"X-DLP-Envelope-From: <a@x.test>\r\nX-DLP-Envelope-To: <b@y.test>\r\n" + DATA
