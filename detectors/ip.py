@@ -35,6 +35,11 @@ class IpDetector(Detector):
         t = text.text
         candidate = t[start:end]
         if key == "v6":
+            # Without "::" an address has all eight groups (six before an embedded IPv4 address):
+            # times of day ("13:45:12") end here without an exception from ipaddress.
+            colons = candidate.count(":")
+            if "::" not in candidate and colons != 7 and not (colons == 6 and "." in candidate):
+                return
             if sum(1 for part in candidate.split(":") if part) < 3:
                 return
             if (start > 0 and (t[start - 1].isalnum() or t[start - 1] in ":.")) or (end < len(t) and t[end].isalnum()):

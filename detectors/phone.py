@@ -24,9 +24,9 @@ from dlp.model import Match
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "ES", "IN", "PH", "MX")
 CONTEXT = ("phone", "call", "tel", "mobile", "cell", "fax", "whatsapp", "contact", "reach", "dial", "text me",
            "sms", "landline", "number is", "no.", "ph:", "ph.", "mob")
-REFERENCE_WORDS = ("invoice", "inv", "order", "ref", "ticket", "tracking", "case", "po", "sku", "serial",
+REFERENCE_WORDS = frozenset({"invoice", "inv", "order", "ref", "ticket", "tracking", "case", "po", "sku", "serial",
                    "confirmation", "booking", "transaction", "txn", "id", "#", "account", "acct", "policy",
-                   "claim", "receipt", "item", "part", "model", "version", "build")
+                   "claim", "receipt", "item", "part", "model", "version", "build"})
 # A phone number is split from its neighbours by line breaks, tabs, table bars and slashes.
 _PIECES = re.compile(r"[^\t\r\n|/\\]+")
 _FORMAT = re.compile(r"^\+?[\d\s().\-]+$")
@@ -85,6 +85,10 @@ class PhoneDetector(Detector):
             groups = list(_GROUP_SPANS.finditer(t, s, e))
             if len(groups) < 2:
                 continue
+            # digits[k] = number of digits in groups[:k]: a window's size without building it.
+            digits = [0]
+            for g in groups:
+                digits.append(digits[-1] + g.end() - g.start())
             i = 0
             while i < len(groups):
                 if text.is_claimed(groups[i].start(), groups[i].end()):
@@ -94,7 +98,7 @@ class PhoneDetector(Detector):
                     break  # only a number at the start of the run, or one marked with + or (
                 found = None
                 for j in range(len(groups) - 1, i - 1, -1):
-                    if (i, j) == (0, len(groups) - 1):
+                    if (i, j) == (0, len(groups) - 1) or not 7 <= digits[j + 1] - digits[i] <= 15:
                         continue
                     ws = groups[i].start()
                     if ws > s and t[ws - 1] in "+(":
@@ -108,12 +112,13 @@ class PhoneDetector(Detector):
 
     def _number(self, text: ScanText, s: int, e: int) -> Match | None:
         t = text.text
+        # Cheapest checks first: each one alone rejects most of the numbers that are not phones.
+        if (s > 0 and t[s - 1].isalnum()) or (e < len(t) and t[e].isalnum()):
+            return None
         candidate = t[s:e]
         groups = _GROUPS.findall(candidate)
-        digits = sum(len(g) for g in groups)
+        digits = sum(map(len, groups))
         if not 7 <= digits <= 15 or not _FORMAT.match(candidate) or not _phone_shaped(candidate, groups):
-            return None
-        if (s > 0 and t[s - 1].isalnum()) or (e < len(t) and t[e].isalnum()):
             return None
         before = text.clause_before(s, 32)
         last_words = before.replace(":", " ").split()[-2:]
@@ -134,7 +139,7 @@ def _phone_shaped(candidate: str, groups: list[str]) -> bool:
     French / Spanish pairs style), and no date-like 4-2-2 run."""
     if len(groups) == 1:
         return True
-    if max(len(g) for g in groups) > 6:
+    if max(map(len, groups)) > 6:
         return False
     seps = {sep for sep in _SEPS.findall(candidate) if "(" not in sep and ")" not in sep}
     if len(seps) > 1:
