@@ -114,7 +114,8 @@ def form_text(form: FormData, name: str, limit: int = 2000) -> str:
 
 async def check_post(request: Request, session: Session) -> HTMLResponse | None:
     """None when the form carries the session's CSRF token and no cross-site Origin; else a 403 page."""
-    if not csrf.origin_ok(request.headers.get("origin"), request.headers.get("host")):
+    if not csrf.origin_ok(request.headers.get("origin"), request.headers.get("host"),
+                          request.headers.get("sec-fetch-site")):
         return error_page(request, 403, "Request refused", "This form was sent from another site.")
     form = await read_form(request)
     if not csrf.token_ok(session.csrf, form.get(csrf.FIELD)):

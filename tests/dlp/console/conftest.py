@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dlp.config import ConsoleSettings, Settings
+from dlp.config import ConsoleSettings, Settings, SmtpSettings
 from dlp.console.app import start_service
 from dlp.console.users import Role, UserStore
 from dlp.inspect import Inspector
@@ -55,7 +55,8 @@ class Browser:
             self.csrf = csrf_of(response.text)
         return response
 
-    def post(self, path: str, data: dict[str, Any] | None = None, *, csrf: bool = True, **kwargs: Any) -> httpx.Response:
+    def post(self, path: str, data: dict[str, Any] | None = None, *, csrf: bool = True,
+             **kwargs: Any) -> httpx.Response:
         form = dict(data or {})
         if csrf:
             form.setdefault("csrf_token", self.csrf)
@@ -118,8 +119,10 @@ def inspector(tmp_path_factory: pytest.TempPathFactory) -> Inspector:
     return Inspector.from_settings(Settings(data_dir=str(tmp_path_factory.mktemp("inspector"))))
 
 
-def make_console(data_dir: Path, inspector: Inspector, **console_settings: Any) -> Iterator[ConsoleUnderTest]:
-    settings = Settings(data_dir=str(data_dir), console=ConsoleSettings(**console_settings))
+def make_console(data_dir: Path, inspector: Inspector, next_hop: str = "",
+                 **console_settings: Any) -> Iterator[ConsoleUnderTest]:
+    settings = Settings(data_dir=str(data_dir), console=ConsoleSettings(**console_settings),
+                        smtp=SmtpSettings(next_hop=next_hop, forward_timeout_seconds=10))
     store = open_store(settings)
     users = UserStore(settings.data_path)
     for name, role in (("vera", Role.VIEWER), ("anna", Role.ANALYST), ("adam", Role.ADMIN)):
