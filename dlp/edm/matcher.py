@@ -126,6 +126,9 @@ class Candidates:
             run = m.group()
             if len(run) < MIN_DIGITS:
                 continue
+            if run.isdigit():  # the common case: one group, no separators
+                out.append((run, m.start(), m.end(), False))
+                continue
             groups = [(g.group(), m.start() + g.start(), m.start() + g.end()) for g in _DIGIT_GROUP.finditer(run)]
             if len(groups) == 1:
                 out.append((groups[0][0], groups[0][1], groups[0][2], run[0] == "+"))
@@ -176,6 +179,12 @@ class Matcher:
         lengths = index.header.get("lengths") or {}
         self._digit_lengths = frozenset(lengths.get(DIGITS, range(MIN_DIGITS, _MAX_NUMBER_DIGITS + 1)))
         self._phone_lengths = frozenset(lengths.get(PHONE, range(8, 17)))
+        # Digit counts (7..15) that some reading of PhoneRegion.candidates turns into an indexed length.
+        cc, prefix = len(self.phone.country_code), len(self.phone.national_prefix)
+        self._phone_digit_counts = frozenset(
+            n for n in range(7, 16)
+            if {n + 1, n, cc + n + 1, n - prefix + cc + 1} & self._phone_lengths
+            or any(n - len(p) + 1 in self._phone_lengths for p in self.phone.international_prefixes))
         self._seed_kinds = [k for k in (DIGITS, PHONE, EMAIL, COMPACT, DATE, WORDS)
                             if k in {KIND_OF[f.type] for f in index.fields if f.identifying}]
         # Words of past messages that are in none of this client's name or text values ("the", "refund").
@@ -237,9 +246,9 @@ class Matcher:
                 if len(digits) in lengths:
                     add(DIGITS, digits, start, end)
         elif kind == PHONE:
-            lengths = self._phone_lengths
+            lengths, viable = self._phone_lengths, self._phone_digit_counts
             for digits, start, end, plus in cand.numbers:
-                if 7 <= len(digits) <= 15:
+                if len(digits) in viable:
                     for e164 in self.phone.candidates(digits, plus):
                         if len(e164) in lengths:
                             add(PHONE, e164, start, end)
