@@ -52,11 +52,13 @@ def test_thousands_of_terms_one_pass():
     terms = [f"codeword{i:05d}" for i in range(5000)]
     detector = KeywordsDetector({"lists": {"codes": terms}})
     text = ("lorem ipsum dolor sit amet " * 4000) + " CODEWORD04999 "
-    started = time.perf_counter()
+    assert detector.scan("warm up: compiles the 5000 patterns once") == []
+    # CPU time of this process, not wall time: the machine running the tests may be busy.
+    started = time.process_time()
     hits = detector.scan(text)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert [h.value for h in hits] == ["codeword04999"]
-    assert elapsed < 0.5  # ~100 KB against 5000 terms
+    assert elapsed < 0.2  # ~100 KB against 5000 terms: one pass, not one per term
 
 
 def test_bad_lists_option():
