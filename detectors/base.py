@@ -12,6 +12,7 @@ its `scan` on the original text.
 
 from __future__ import annotations
 
+import bisect
 import importlib
 import pkgutil
 import threading
@@ -68,6 +69,36 @@ def priority(detector: Detector) -> int:
     return max((ENTITY_PRIORITY.get(e, 0) for e in detector.entities), default=0)
 
 
+class SpanIndex:
+    """Answers "is [start, end) inside one of these spans?" in O(log n): spans sorted by start with a
+    running maximum of their ends. Rebuilt lazily after additions (spans are added in one phase and
+    queried in a later one)."""
+
+    __slots__ = ("_dirty", "_max_end", "_starts", "spans")
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[int, int]] = []
+        self._starts: list[int] = []
+        self._max_end: list[int] = []
+        self._dirty = False
+
+    def append(self, span: tuple[int, int]) -> None:
+        self.spans.append(span)
+        self._dirty = True
+
+    def contains(self, start: int, end: int) -> bool:
+        if self._dirty:
+            self.spans.sort()
+            self._starts = [s for s, _ in self.spans]
+            running, self._max_end = -1, []
+            for _, e in self.spans:
+                running = max(running, e)
+                self._max_end.append(running)
+            self._dirty = False
+        i = bisect.bisect_right(self._starts, start)
+        return i > 0 and self._max_end[i - 1] >= end
+
+
 class ScanText:
     """The normalised text of one scan, with helpers validators share (context windows, offsets, the
     spans that stronger detectors already claimed)."""
@@ -78,12 +109,12 @@ class ScanText:
         self.normalized = normalized
         self.text = normalized.text + "\n"  # the sentinel the patterns saw
         self._groups: dict[tuple[int, int], Run] = {}
-        self.claimed: list[tuple[int, int]] = []  # spans of strong matches found so far
+        self.claimed = SpanIndex()  # spans of strong matches found so far
 
     def is_claimed(self, start: int, end: int) -> bool:
         """Whether [start, end) lies inside a match of a strong entity (card, IBAN, SSN, routing number,
         secret): a weaker match there would be dropped, so it need not be validated."""
-        return any(s <= start and end <= e for s, e in self.claimed)
+        return self.claimed.contains(start, end)
 
     def digit_groups(self, start: int, end: int) -> Run:
         """The digit groups of a number run, computed once for all the numeric detectors."""
@@ -272,19 +303,21 @@ def _byte_to_char(data: bytes):  # -> Callable[[int], int]
 
 
 def _drop_overlapped(matches: list[Match]) -> list[Match]:
-    """Drop a match that lies inside a match of a higher-priority entity."""
+    """Drop a match that lies inside a match of a higher-priority entity (O(n log n): one span index
+    per priority level, and there are only a few levels)."""
     if len(matches) < 2:
         return matches
-    strong = [m for m in matches if ENTITY_PRIORITY.get(m.entity, 0) >= 60]
-    if not strong:
+    by_level: dict[int, SpanIndex] = {}
+    for m in matches:
+        level = ENTITY_PRIORITY.get(m.entity, 0)
+        if level >= STRONG:
+            by_level.setdefault(level, SpanIndex()).append((m.start, m.end))
+    if not by_level:
         return matches
     out = []
     for m in matches:
         rank = ENTITY_PRIORITY.get(m.entity, 0)
-        if any(
-            s is not m and ENTITY_PRIORITY.get(s.entity, 0) > rank and s.start <= m.start and m.end <= s.end
-            for s in strong
-        ):
+        if any(level > rank and index.contains(m.start, m.end) for level, index in by_level.items()):
             continue
         out.append(m)
     return out
