@@ -204,3 +204,17 @@ def test_bad_sections_are_policy_errors_naming_the_file(tmp_path, section, messa
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("1h", 3600), ("2d", 172800), (45, 45)])
 def test_periods(text, seconds):
     assert parse_period(text, "x") == seconds
+
+
+def test_a_failing_window_store_fails_closed(tmp_path, policy_file):
+    """An error after inspection is an inspection failure (the channel's failure mode), never a pass."""
+    from dlp.inspect import InspectionFailed
+
+    settings = load_settings(None, {"data_dir": str(tmp_path / "data"), "inspection.workers": -1,
+                                    "inspection.policy_file": str(policy_file)})
+    store = WindowStore(tmp_path / "w.db")
+    windows = Windows(load_policy(str(policy_file)), store, b"k" * 32, clock=Clock())
+    store.close()  # every observation now raises
+    pipeline = Pipeline(InspectionPool(settings), None, None, Escalations([windows]))
+    with pytest.raises(InspectionFailed):
+        asyncio.run(pipeline.inspect(card_email(luhn_card(random.Random(1)))))
