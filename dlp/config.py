@@ -79,10 +79,10 @@ class ProxySettings:
     passthrough_hosts: tuple[str, ...] = ()  # TLS not intercepted (pinned apps); counted as uninspected
     block_page_template: str = ""  # path to an operator's jinja2 template; empty = shipped page
     confdir: str = ""  # mitmproxy CA directory; empty = <data-dir>/mitmproxy
+    upstream_trusted_ca: str = ""  # PEM bundle for verifying upstream servers; empty = the system/certifi store
 
 
 @dataclass(frozen=True, slots=True)
-    upstream_trusted_ca: str = ""  # PEM bundle for verifying upstream servers; empty = the system/certifi store
 class ConsoleSettings:
     listen: str = "127.0.0.1:8000"  # HOST:PORT, or "off"
     session_minutes: int = 480
