@@ -59,8 +59,12 @@ def extract_request_into(raw: bytes, where: Where, budget: Budget) -> None:
     target = m.group(2).decode("latin-1")
     budget.add("request-line", unquote(request_line.decode("latin-1")), "text/plain")
     query = urlsplit(target).query
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        add_text(value, where.child(f"query:{key[:60]}"), budget)
+    for index, (key, value) in enumerate(parse_qsl(query, keep_blank_values=True)):
+        location = field_location("query", key, index)
+        if not _SAFE_NAME.match(key):
+            add_text(key, where.child(f"{location}/name"), budget)
+        if value:
+            add_text(value, where.child(location), budget)
     headers: Headers = []
     for line in lines[1:]:
         line = line.rstrip(b"\r")
@@ -154,6 +158,16 @@ def _content_type(value: str) -> email.message.Message:
     return m
 
 
+# A field name shown as-is in a location: a short identifier without long digit runs. Anything else
+# could itself be the data (locations reach incidents and the console), so it is named by its index
+# and scanned as content.
+_SAFE_NAME = re.compile(r"^(?!.*\d{4})[A-Za-z_][A-Za-z0-9_.\-\[\]]{0,39}$")
+
+
+def field_location(kind: str, name: str, index: int) -> str:
+    return f"{kind}:{name}" if _SAFE_NAME.match(name) else f"{kind}[{index}]"
+
+
 def body_into(headers: Headers, body: bytes, where: Where, budget: Budget) -> None:
     """A request body: content decoding, then form / multipart / JSON / file by content."""
     decoded = decode_content_encoding(headers, body, where, budget)
@@ -165,8 +179,11 @@ def body_into(headers: Headers, body: bytes, where: Where, budget: Budget) -> No
     prefix = _prefix(where)
     if ctype == "application/x-www-form-urlencoded":
         text = decode_text(decoded, charset)
-        for key, value in parse_qsl(text, keep_blank_values=True):
-            _field(value, where.child(f"{prefix}form:{key[:60]}"), budget)
+        for index, (key, value) in enumerate(parse_qsl(text, keep_blank_values=True)):
+            location = prefix + field_location("form", key, index)
+            if not _SAFE_NAME.match(key):  # `curl -d @file` sends the whole file as one field *name*
+                add_text(key, where.child(f"{location}/name"), budget)
+            _field(value, where.child(location), budget)
         return
     if ctype.startswith("multipart/"):
         boundary = ct.get_param("boundary")
@@ -183,6 +200,8 @@ def body_into(headers: Headers, body: bytes, where: Where, budget: Budget) -> No
 
 
 def _field(value: str, where: Where, budget: Budget) -> None:
+    if not value:
+        return
     document = parse_json(value) if value.lstrip()[:1] in ("{", "[") else None
     if document is not None:
         walk_json(document, f"{where.location}/", where, budget)
@@ -210,7 +229,9 @@ def multipart_into(body: bytes, boundary: str, where: Where, budget: Budget) -> 
         name = decode_header_value(part_headers.get_param("name", "", header="content-disposition") or "")
         filename = decode_header_value(part_headers.get_filename() or "")
         ctype = part_headers.get_content_type() if part_headers.get("content-type") else ""
-        location = f"{prefix}form:{(name or str(index))[:60]}"
+        location = prefix + field_location("form", name, index)
+        if name and not _SAFE_NAME.match(name):
+            add_text(name, where.child(f"{location}/name"), budget)
         if filename or (ctype and not ctype.startswith("text/plain")):
             encoded = [(k, str(v)) for k, v in part_headers.items()]
             sub = where.child(location)

@@ -140,7 +140,6 @@ def test_curl_chunked_upload_is_blocked(proxy: InProcessProxy, upstream: Recordi
     assert upstream.raw == b""
 
 
-@pytest.mark.xfail(strict=True, reason="extractor: a urlencoded body without '=' yields no part (dlp/extract/http.py)")
 def test_urlencoded_body_without_fields_is_still_inspected(proxy: InProcessProxy, upstream: RecordingUpstream) -> None:
     response = post(proxy, upstream, CARD_BODY, headers={"content-type": "application/x-www-form-urlencoded"})
     assert_blocked(response, upstream)

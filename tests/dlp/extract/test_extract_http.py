@@ -147,3 +147,16 @@ def test_content_encoding_bomb_respects_member_cap() -> None:
     body = gzip.compress(b"a" * (4 * 1024 * 1024))
     e = extract_http_body([("Content-Encoding", "gzip")], body, Limits(member_bytes=1024 * 1024))
     assert reasons(e) & {Reason.ARCHIVE_LIMITS_EXCEEDED, Reason.DECOMPRESSION_RATIO_EXCEEDED}
+
+
+def test_urlencoded_field_names_are_content_not_locations() -> None:
+    """`curl -d @file` sends the file as one field name; names that are not plain identifiers are
+    scanned and never copied into a location (locations reach incidents and the console)."""
+    form = [("Content-Type", "application/x-www-form-urlencoded")]
+    e = extract_http_body(form, f"customer list {PAN} Bob".encode())
+    assert parts(e) == {"form[0]/name": f"customer list {PAN} Bob"}
+    e = extract_http_body(form, f"note=hi&{PAN}=x".encode())
+    assert parts(e) == {"form:note": "hi", "form[1]/name": PAN, "form[1]": "x"}
+    assert all(PAN not in p.location for p in e.parts)
+    q = extract_http_request(f"GET /s?{PAN}=1&q=ok HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert parts(q)["query[0]/name"] == PAN and parts(q)["query:q"] == "ok"
