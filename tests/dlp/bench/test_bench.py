@@ -29,14 +29,19 @@ def test_corpus_is_seeded_and_sized():
 
 def test_bench_json_structure_and_recall():
     proc = subprocess.run(
-        [sys.executable, "-m", "dlp", "bench", "--size-mb", "0.5", "--presidio-mb", "0.03", "--json"],
+        [sys.executable, "-m", "dlp", "bench", "--size-mb", "0.5", "--presidio-mb", "0.03", "--repeat", "2",
+         "--json"],
         capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)
-    assert result["target"] == "core"
-    for key in ("dlp", "inspector", "presidio"):
-        assert {"mb_per_s", "messages_per_s", "p50_ms", "p99_ms"} <= set(result[key])
-    assert result["ratio"] > 1
+    assert result["target"] == "core" and result["repeat"] == 2
+    for key in ("dlp", "inspector", "presidio", "dlp_same_texts"):
+        assert {"mb_per_s", "cpu_mb_per_s", "messages_per_s", "p50_ms", "p99_ms"} <= set(result[key])
+        assert result[key]["rounds"] == 2
+    # The ratio compares both engines on the very same texts.
+    assert result["dlp_same_texts"]["bytes"] == result["presidio"]["bytes"]
+    assert result["ratio"] == round(result["dlp_same_texts"]["cpu_mb_per_s"] / result["presidio"]["cpu_mb_per_s"], 1)
+    assert result["ratio"] > 1 and result["ratio_wall"] > 1
     accuracy = result["dlp"]["accuracy"]
     assert accuracy["recall"] >= 0.99
     assert accuracy["precision"] >= 0.99
@@ -53,3 +58,11 @@ def test_unknown_target_is_a_usage_error(capsys):
 @pytest.mark.parametrize("size", ["0", "-1"])
 def test_size_must_be_positive(size, capsys):
     assert main(["bench", "--size-mb", size]) == 2
+
+
+def test_text_table_names_the_ratio_and_the_engines(capsys):
+    assert main(["bench", "--size-mb", "0.05", "--presidio-mb", "0.01", "--repeat", "1", "--no-inspector"]) == 0
+    out = capsys.readouterr().out
+    assert "dlp DetectorSet.scan" in out and "presidio analyze()" in out and "dlp scan, presidio's texts" in out
+    assert "throughput ratio, same texts:" in out and "by CPU time" in out
+    assert "dlp Inspector.inspect" not in out
