@@ -156,7 +156,8 @@ def create_app(settings: Settings, store: Any, *, users: UserStore | None = None
     console = Console(
         settings=settings, store=store, users=users or UserStore(settings.data_path),
         sessions=SessionStore(settings.console.session_minutes), throttle=LoginThrottle(),
-        release_request_limiter=RateLimiter(limit=10, window=3600.0),
+        release_request_limiter=RateLimiter(limit=20, window=3600.0),
+        release_link_limiter=RateLimiter(limit=5, window=3600.0),
         links=ReleaseLinks.for_data_dir(settings.data_path), templates=template_environment(),
     )
     app = Starlette(routes=routes(), exception_handlers={HTTPException: _http_error, Exception: _server_error})

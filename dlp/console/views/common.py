@@ -38,7 +38,8 @@ class Console:
     users: UserStore
     sessions: SessionStore
     throttle: LoginThrottle
-    release_request_limiter: RateLimiter
+    release_request_limiter: RateLimiter  # per client address
+    release_link_limiter: RateLimiter  # per link
     links: ReleaseLinks
     templates: jinja2.Environment
 
