@@ -120,3 +120,9 @@ def preinitialise(rules: Iterable[str] = (), detector_entities: Iterable[tuple[s
         RULE_MATCHES.labels(rule)
     for entity, detector in detector_entities:
         FINDINGS.labels(entity, detector)
+
+# Sender notifications (dlp.notifications). outcome: sent, failed, rate_limited, dropped (queue full).
+NOTIFICATION_OUTCOMES = ("sent", "failed", "rate_limited", "dropped")
+NOTIFICATIONS = Counter("dlp_notifications_total", "Notifications to senders of held or blocked mail", ["outcome"])
+for _outcome in NOTIFICATION_OUTCOMES:
+    NOTIFICATIONS.labels(_outcome)

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from collections import defaultdict, deque
@@ -129,6 +130,9 @@ class Notifier:
     """Builds sender notifications from the policy's `notifications:` section."""
 
     def __init__(self, options: Mapping[str, Any] | None, links: ReleaseLinks, public_url: str) -> None:
+        unknown = sorted(set(options or {}) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"notifications: unknown key {unknown[0]!r} (known: {', '.join(sorted(DEFAULTS))})")
         self.options = {**DEFAULTS, **(options or {})}
         self.links = links
         self.public_url = public_url.rstrip("/")
@@ -143,14 +147,22 @@ class Notifier:
 
     def wants(self, message: Message, verdict: Verdict) -> bool:
         """Only held or blocked mail with a real sender, and not more often than the rate limit."""
+        return self.skip_reason(message, verdict) is None
+
+    def skip_reason(self, message: Message, verdict: Verdict) -> str | None:
+        """None when the sender should be told (and counts against the rate limit), else why not:
+        disabled, not_held (passed, alerted or monitor-only: the mail went out), no_sender (a bounce:
+        null return path), rate_limited."""
         sender = message.envelope.sender
-        return (
-            self.enabled
-            and bool(sender)
-            and verdict.incident_id is not None
-            and verdict.effective_action in _ACTION_TEXT
-            and self.limiter.allow(sender.lower())
-        )
+        if not self.enabled:
+            return "disabled"
+        if verdict.incident_id is None or verdict.effective_action not in _ACTION_TEXT:
+            return "not_held"
+        if not sender:
+            return "no_sender"
+        if not self.limiter.allow(sender.lower()):
+            return "rate_limited"
+        return None
 
     def release_link(self, incident_id: str, sender: str) -> str:
         token = self.links.sign(incident_id, sender, int(self.options["link_valid_hours"]) * 3600)
@@ -166,11 +178,8 @@ class Notifier:
             "action_text": _ACTION_TEXT.get(action, str(action)),
             "recipient_count": len(message.envelope.recipients),
             "sent": message.received.strftime("%Y-%m-%d %H:%M UTC"),
-            "findings": [
-                {"entity": f.entity, "masked": f.masked, "location": f.location}
-                for f in _distinct(verdict)
-            ],
-            "uninspected": sorted({str(u.reason) for u in verdict.uninspected}),
+            "findings": masked_findings(verdict),
+            "uninspected": uninspected_reasons(verdict),
             "release_link": self.release_link(verdict.incident_id, message.envelope.sender),
         }
         mail = EmailMessage()
@@ -185,11 +194,33 @@ class Notifier:
         return mail.as_bytes()
 
 
-def _distinct(verdict: Verdict) -> list[Any]:
+MAX_SHOWN_FINDINGS = 20
+
+# Five or more digits, possibly separated: a location is built from names the sender chose (attachment
+# and archive member names, form fields, JSON keys), which could themselves carry the value.
+_DIGIT_RUN = re.compile(r"\d(?:[ .\-]?\d){4,}")
+
+
+def safe_location(location: str) -> str:
+    """A finding's location with long digit runs replaced, so that it never repeats a value."""
+    return _DIGIT_RUN.sub("[digits]", location)
+
+
+def masked_findings(verdict: Verdict) -> list[dict[str, str]]:
+    """What was found, one entry per distinct value, in the form shown to the person who sent it (the
+    notification e-mail and the web block page): entity, masked value, where."""
     seen: set[str] = set()
-    out = []
+    out: list[dict[str, str]] = []
     for f in verdict.findings:
-        if f.value_id not in seen:
-            seen.add(f.value_id)
-            out.append(f)
-    return out[:20]
+        if f.value_id in seen:
+            continue
+        seen.add(f.value_id)
+        out.append({"entity": f.entity, "masked": f.masked, "location": safe_location(f.location)})
+        if len(out) >= MAX_SHOWN_FINDINGS:
+            break
+    return out
+
+
+def uninspected_reasons(verdict: Verdict) -> list[str]:
+    """The fixed reason names of content that could not be inspected."""
+    return sorted({str(u.reason) for u in verdict.uninspected})

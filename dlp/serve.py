@@ -18,6 +18,7 @@ from dlp import __version__
 from dlp.config import ConfigError, Settings, parse_listen
 from dlp.inspect import InspectionPool
 from dlp.logs import get_logger
+from dlp.notifications import AlertsAndNotifications
 from dlp.pipeline import Pipeline
 from dlp.windows import Escalations
 
@@ -55,6 +56,7 @@ class Runtime:
     store: Any
     alerts: Any
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    notifications: Any = None  # dlp.notifications.NotificationSender: tells senders why mail was held
     services: list[Service] = field(default_factory=list)
 
 
@@ -70,18 +72,38 @@ def open_alerts(settings: Settings) -> Any:
     return AlertDispatcher(settings)
 
 
+def open_notifications(settings: Settings) -> Any:
+    """The sender-notification service, or None when the policy switches notifications off."""
+    from jinja2 import TemplateError
+
+    from dlp.notifications import NotificationSender
+    from dlp.policy import PolicyError, load_policy
+
+    try:
+        options = load_policy(settings.inspection.policy_file or None).raw.get("notifications") or {}
+        if options.get("enabled", True) is False:
+            return None
+        return NotificationSender.from_settings(settings, options)
+    except (PolicyError, ValueError, TemplateError) as exc:
+        raise ServeError(f"policy notifications: {exc}") from None
+
+
 async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> int:
     try:
         listens = {name: parse_listen(getattr(settings, section).listen, f"{section}.listen")
                    for name, section, _ in SERVICES}
     except ConfigError as exc:
         raise ServeError(str(exc)) from None
+    # First, so that a bad template stops start-up before anything opens. Only mail has a sender to tell.
+    notifications = open_notifications(settings) if listens["smtp"] is not None else None
     store = open_store(settings)
     alerts = open_alerts(settings)
     pool = InspectionPool(settings)
     await asyncio.to_thread(pool.start)
     escalations = Escalations.from_settings(settings)  # aggregation windows + EDM cross-client contamination
-    runtime = Runtime(settings, Pipeline(pool, store, alerts, escalations), store, alerts)
+    after_record = AlertsAndNotifications(alerts, notifications)  # both run once the incident is durable
+    runtime = Runtime(settings, Pipeline(pool, store, after_record, escalations), store, alerts,
+                      notifications=notifications)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.stopping.set)
@@ -116,6 +138,8 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
             loop.remove_signal_handler(sig)
         pool.close()
         escalations.close()
+        if notifications is not None:
+            notifications.close()
         closer = getattr(alerts, "close", None)
         if closer:
             closer()
