@@ -16,10 +16,14 @@ from typing import NamedTuple
 
 SEPARATORS = " \t\r\n\\-./|()"
 _SEP_CLASS = r"[ \t\r\n\\\-./|()]"
-# At least 7 digits, leading "+" for international phone numbers. The final non-digit (the engine's
-# newline sentinel at the very end) makes Hyperscan report once per digit group instead of per digit;
-# validators take the digit groups, so the extra character never reaches a match.
-NUMBER_RUN = rf"\+?[0-9](?:{_SEP_CLASS}{{0,3}}[0-9]){{6,}}[^0-9]"
+# At least 7 digits, leading "+" for international phone numbers, then what ends the run: a character
+# that is neither digit nor separator, four separators, or up to three separators before such a
+# character or the end (the engine's newline sentinel). Hyperscan therefore reports each run once, at
+# its end, instead of once per digit group (a third of the callbacks and nothing to merge); validators
+# take the digit groups, so the terminating characters never reach a match.
+_NOT_RUN = r"[^0-9 \t\r\n\\\-./|()]"
+NUMBER_RUN = (rf"\+?[0-9](?:{_SEP_CLASS}{{0,3}}[0-9]){{6,}}"
+              rf"(?:{_NOT_RUN}|{_SEP_CLASS}{{4}}|{_SEP_CLASS}{{1,3}}(?:{_NOT_RUN}|$))")
 _DIGITS = re.compile(r"[0-9]+")
 
 

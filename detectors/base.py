@@ -103,13 +103,27 @@ class ScanText:
     """The normalised text of one scan, with helpers validators share (context windows, offsets, the
     spans that stronger detectors already claimed)."""
 
-    __slots__ = ("_groups", "claimed", "normalized", "text")
+    __slots__ = ("_groups", "_lower", "_mentions", "claimed", "normalized", "text")
 
     def __init__(self, normalized: Normalized) -> None:
         self.normalized = normalized
         self.text = normalized.text + "\n"  # the sentinel the patterns saw
         self._groups: dict[tuple[int, int], Run] = {}
+        self._lower: str | None = None
+        self._mentions: dict[tuple[str, ...], bool] = {}
         self.claimed = SpanIndex()  # spans of strong matches found so far
+
+    def mentions(self, words: tuple[str, ...]) -> bool:
+        """Whether any of `words` occurs anywhere in the lowercased text, even inside another word: a
+        cheap test, once per text, that lets a detector needing a context word skip every candidate of
+        a text that has none (a word in a context window is also in the whole text)."""
+        found = self._mentions.get(words)
+        if found is None:
+            if self._lower is None:
+                self._lower = self.text.lower()
+            lower = self._lower
+            found = self._mentions[words] = any(w in lower for w in words)
+        return found
 
     def is_claimed(self, start: int, end: int) -> bool:
         """Whether [start, end) lies inside a match of a strong entity (card, IBAN, SSN, routing number,
