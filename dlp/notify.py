@@ -206,6 +206,14 @@ def safe_location(location: str) -> str:
     return _DIGIT_RUN.sub("[digits]", location)
 
 
+def shown_to_sender(entity: str, masked: str) -> str:
+    """The sender sees less than analysts: the last four characters only (a card's masked form keeps its
+    first six digits for analysts; a notification or block page may be forwarded or photographed)."""
+    if entity == "CUSTOMER_RECORD" or len(masked) <= 4:
+        return masked  # a record's mask is its client's name, not a value
+    return "*" * (len(masked) - 4) + masked[-4:]
+
+
 def masked_findings(verdict: Verdict) -> list[dict[str, str]]:
     """What was found, one entry per distinct value, in the form shown to the person who sent it (the
     notification e-mail and the web block page): entity, masked value, where."""
@@ -215,7 +223,8 @@ def masked_findings(verdict: Verdict) -> list[dict[str, str]]:
         if f.value_id in seen:
             continue
         seen.add(f.value_id)
-        out.append({"entity": f.entity, "masked": f.masked, "location": safe_location(f.location)})
+        out.append({"entity": f.entity, "masked": shown_to_sender(f.entity, f.masked),
+                    "location": safe_location(f.location)})
         if len(out) >= MAX_SHOWN_FINDINGS:
             break
     return out

@@ -194,17 +194,18 @@ class DlpWebAddon:
         state = flow.metadata.setdefault(_METADATA_KEY, {})
         state.update(action=str(action), incident=verdict.incident_id)
         if action is Action.BLOCK:
-            self._refuse(flow, BlockReason.POLICY, verdict.incident_id, message.id)
+            self._refuse(flow, BlockReason.POLICY, verdict.incident_id, message.id, verdict)
         elif action is Action.QUARANTINE:
-            self._refuse(flow, BlockReason.QUARANTINE, verdict.incident_id, message.id)
+            self._refuse(flow, BlockReason.QUARANTINE, verdict.incident_id, message.id, verdict)
         if action is not Action.PASS:
             log.info("web_verdict", incident=verdict.incident_id, action=str(verdict.action),
                      enforced=str(action), client=_client(flow), message_id=message.id)
 
-    def _refuse(self, flow: http.HTTPFlow, reason: BlockReason, incident: str | None, reference: str) -> None:
+    def _refuse(self, flow: http.HTTPFlow, reason: BlockReason, incident: str | None, reference: str,
+                verdict: Verdict | None = None) -> None:
         state = flow.metadata.setdefault(_METADATA_KEY, {})
         state.update(blocked=str(reason), incident=incident)
-        flow.response = self.pages.response(flow.request, reason, incident, reference or "-")
+        flow.response = self.pages.response(flow.request, reason, incident, reference or "-", verdict)
         metrics.WEB_BLOCKED.labels(str(reason)).inc()
 
     def _failed(self, flow: http.HTTPFlow, message: Message | None, exc: Exception) -> None:

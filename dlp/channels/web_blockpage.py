@@ -1,5 +1,7 @@
 """The responses the proxy sends instead of forwarding: an HTML block page (a jinja2 template an operator
-may replace) or a small JSON object for API clients. Only fixed text and the incident id: never content."""
+may replace) or a small JSON object for API clients. Both carry the same explanation as the notification
+an e-mail sender gets (dlp.notify): the incident id, what was found in masked form (entity, masked value,
+location), what could not be inspected, and what to do next. Never content, never a raw value."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from pathlib import Path
 
 import jinja2
 from mitmproxy import http
+
+from dlp.model import Verdict
+from dlp.notify import masked_findings, uninspected_reasons
 
 
 class BlockReason(enum.StrEnum):
@@ -45,6 +50,19 @@ _TEXT: dict[BlockReason, tuple[int, str, str]] = {
     ),
 }
 
+_NEXT_STEPS: dict[BlockReason, str] = {
+    BlockReason.POLICY: (
+        "Remove the protected data and send it again, or ask your supervisor how to send it through an "
+        "approved channel. Quote the reference above."
+    ),
+    BlockReason.QUARANTINE: (
+        "A security analyst will review the held copy. If you need it to go through, tell your supervisor "
+        "or the security team why, quoting the reference above. Do not try to send it another way."
+    ),
+    BlockReason.INSPECTION_UNAVAILABLE: "Try again in a moment. If it keeps happening, tell the security team.",
+    BlockReason.TOO_LARGE: "Send a smaller file, or ask the security team how to send a large one.",
+}
+
 JSON_ERROR = "blocked by data-loss prevention"
 
 
@@ -62,13 +80,15 @@ class BlockPages:
         # Render once now so that a template using an unknown variable fails at start-up.
         self.render_html(BlockReason.POLICY, "INC-00000000-00000000", "m-0")
 
-    def render_html(self, reason: BlockReason, incident: str | None, reference: str) -> str:
+    def render_html(self, reason: BlockReason, incident: str | None, reference: str,
+                    verdict: Verdict | None = None) -> str:
         status, title, explanation = _TEXT[reason]
         return self._template.render(status=status, incident=incident or "", reference=reference,
-                                     reason=str(reason), title=title, explanation=explanation)
+                                     reason=str(reason), title=title, explanation=explanation,
+                                     **_details(reason, verdict))
 
     def response(self, request: http.Request, reason: BlockReason, incident: str | None,
-                 reference: str) -> http.Response:
+                 reference: str, verdict: Verdict | None = None) -> http.Response:
         status, _title, explanation = _TEXT[reason]
         headers = {
             "Cache-Control": "no-store",
@@ -79,11 +99,20 @@ class BlockPages:
             headers["X-DLP-Incident"] = incident
         if wants_json(request):
             body = {"error": JSON_ERROR, "reason": str(reason), "incident": incident, "reference": reference,
-                    "message": explanation}
+                    "message": explanation, **_details(reason, verdict)}
             headers["Content-Type"] = "application/json"
             return http.Response.make(status, json.dumps(body).encode(), headers)
         headers["Content-Type"] = "text/html; charset=utf-8"
-        return http.Response.make(status, self.render_html(reason, incident, reference).encode(), headers)
+        return http.Response.make(status, self.render_html(reason, incident, reference, verdict).encode(), headers)
+
+
+def _details(reason: BlockReason, verdict: Verdict | None) -> dict[str, object]:
+    """The explanation beyond the fixed text: masked findings, uninspected reasons, next steps."""
+    return {
+        "findings": masked_findings(verdict) if verdict is not None else [],
+        "uninspected": uninspected_reasons(verdict) if verdict is not None else [],
+        "next_steps": _NEXT_STEPS[reason],
+    }
 
 
 def wants_json(request: http.Request) -> bool:

@@ -62,7 +62,8 @@ def test_notification_carries_masked_findings_and_a_valid_link() -> None:
     assert parsed["Auto-Submitted"] == "auto-generated"
     assert "INC-20261128-0000AAAA" in parsed["Subject"]
     body = parsed.get_content()
-    assert "411111******1111" in body and "encrypted_archive" in body
+    assert "************1111" in body and "encrypted_archive" in body
+    assert "411111" not in body  # the sender sees the last four digits only
     link = next(word for word in body.split() if word.startswith("http://console.example:8000/release-request/"))
     token = link.rsplit("/", 1)[1]
     assert notifier.links.verify(token).incident_id == "INC-20261128-0000AAAA"
