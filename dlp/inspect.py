@@ -163,7 +163,12 @@ def _masked_context(text: str, start: int, end: int, hits: list[_Hit]) -> str:
     cursor = lo
     for hit in sorted(hits, key=lambda h: h.match.start):
         m = hit.match
-        if m.end <= lo or m.start >= hi or m.start < cursor:
+        if m.end <= lo or m.start >= hi:
+            continue
+        if m.start < cursor:  # straddles the window's left edge or overlaps the previous finding
+            if m.end > cursor:
+                pieces.append(f"[{hit.masked}]")
+                cursor = m.end
             continue
         pieces.append(_OTHER_NUMBERS.sub(lambda x: "#" * len(x.group()), text[cursor : m.start]))
         pieces.append(f"[{hit.masked}]")
@@ -225,7 +230,8 @@ class InspectionPool:
         """A verdict, or InspectionFailed(TIMEOUT | INSPECTION_ERROR)."""
         from dlp import metrics
 
-        budget = self.settings.inspection.limits.time_budget_seconds + 5.0
+        # The inspector checks its own deadline between parts; this hard stop catches one stuck part.
+        budget = self.settings.inspection.limits.time_budget_seconds * 1.2 + 2.0
         self.queue_depth += 1
         metrics.POOL_QUEUE_DEPTH.set(self.queue_depth)
         try:

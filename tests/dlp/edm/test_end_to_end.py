@@ -98,8 +98,6 @@ def test_three_records_are_found_in_every_carrier(acme, inspector, carrier):
         assert all("export.zip" in f.location for f in records)
 
 
-@pytest.mark.xfail(strict=True, reason="dlp/inspect.py _masked_context skips a finding that straddles the left edge "
-                   "of the context window, so the clear tail of that customer's name shows; fix proposed to the lead")
 def test_context_of_adjacent_records_shows_no_name(acme, inspector):
     three = acme.customers[10:13]
     raw = _email("see attached", ("callbacks.xlsx", _xlsx(three), "application/octet-stream"))

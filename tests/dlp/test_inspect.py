@@ -1,0 +1,78 @@
+"""The Inspector: masking, value ids, masked context, budgets; the pool's failure modes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from dlp.config import Limits, load_settings
+from dlp.inspect import InspectionFailed, InspectionPool, Inspector, _Hit, _masked_context, mask, value_id
+from dlp.model import Channel, ContentKind, Match, Message, Reason
+from dlp.policy import load_policy
+
+KEY = b"v" * 32
+
+
+@pytest.mark.parametrize(
+    ("entity", "value", "expected"),
+    [
+        ("CREDIT_CARD", "4111111111111111", "411111******1111"),
+        ("CREDIT_CARD", "378282246310005", "378282*****0005"),
+        ("US_SSN", "536221234", "*****1234"),
+        ("EMAIL_ADDRESS", "bob@x.example", "*********mple"),
+        ("SECRET", "abc", "***"),
+        ("CLEARTEXT_CREDENTIALS", "hunter2", "****"),
+        ("CUSTOMER_RECORD", "acme:fp", "acme: account+name"),
+    ],
+)
+def test_mask_never_shows_more_than_bin_and_last_four(entity: str, value: str, expected: str) -> None:
+    assert mask(entity, value, "acme: account+name") == expected
+
+
+def test_value_id_is_keyed_and_entity_scoped() -> None:
+    assert value_id(KEY, "CREDIT_CARD", "4111111111111111") == value_id(KEY, "CREDIT_CARD", "4111111111111111")
+    assert value_id(KEY, "CREDIT_CARD", "4111111111111111") != value_id(b"w" * 32, "CREDIT_CARD", "4111111111111111")
+    assert value_id(KEY, "US_SSN", "536221234") != value_id(KEY, "US_BANK_NUMBER", "536221234")
+
+
+def hit(start: int, end: int, masked: str) -> _Hit:
+    return _Hit(Match("X", start, end, 1.0, "v"), masked)
+
+
+def test_masked_context_masks_findings_that_straddle_the_edge_or_overlap() -> None:
+    text = "A" * 30 + "SECRETNAME" + " bob " + "ACCOUNT12" + " tail 123456 end"
+    name, account = hit(30, 40, "[n]"), hit(45, 54, "[a]")
+    overlapping = hit(35, 50, "[o]")
+    context = _masked_context(text, 45, 54, [name, account, overlapping])
+    assert "NAME" not in context and "SECRET" not in context and "ACCOUNT" not in context
+    assert "######" in context, "other long numbers are hidden"
+
+
+def test_budget_overrun_is_reported_not_silently_passed(tmp_path: Path) -> None:
+    limits = dataclasses.replace(Limits(), max_part_chars=1000, max_text_chars=1500)
+    inspector = Inspector(load_policy(), KEY, limits)
+    text = ("x" * 2000 + " 4111 1111 1111 1111").encode()
+    verdict = inspector.inspect(Message(Channel.SCAN, text, ContentKind.FILE))
+    assert Reason.TRUNCATED in {u.reason for u in verdict.uninspected}
+    assert verdict.action.rank >= 2, "truncated content is treated as sensitive by the shipped policy"
+
+
+def test_pool_turns_a_stuck_worker_into_a_timeout(tmp_path: Path) -> None:
+    """A worker that exceeds the time budget is killed and the caller gets InspectionFailed(TIMEOUT)."""
+    settings = load_settings(overrides={"data_dir": str(tmp_path), "inspection.workers": 1,
+                                        "inspection.limits.time_budget_seconds": 0.5}, environ={})
+    pool = InspectionPool(settings)
+    pool.start()
+    try:
+        rows = "".join(f"{i},Jo {i},jo{i}@example.com,+1 415 555 {i % 10000:04d},4{i:015d},536-22-{i % 9000 + 1000}\n"
+                       for i in range(60_000))  # one dense part: many seconds of work, far beyond 0.5 s
+        with pytest.raises(InspectionFailed) as failed:
+            asyncio.run(pool.inspect(Message(Channel.SMTP, rows.encode(), ContentKind.FILE)))
+        assert failed.value.reason in (Reason.TIMEOUT, Reason.INSPECTION_ERROR)
+        ok = asyncio.run(pool.inspect(Message(Channel.SMTP, b"hello", ContentKind.FILE)))
+        assert ok.action.value == "pass", "the pool recovers after recycling the stuck worker"
+    finally:
+        pool.close()
