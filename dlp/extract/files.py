@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import posixpath
+import re
 from dataclasses import dataclass, replace
 
 from dlp.extract.blobs import decode_blobs
@@ -50,6 +51,8 @@ def extract_bytes(
     try:
         budget.check_time()
         kind = sniff(data)
+        if kind is not FileType.PKCS7 and _declared_pkcs7(name, content_type):
+            kind = FileType.PKCS7  # promised a PKCS#7 body: it is read as one, or fails (never "binary")
         _HANDLERS.get(kind, _text)(data, where, budget, name, content_type, charset)
     except LimitHit as exc:
         budget.hit(location, exc)
@@ -133,6 +136,39 @@ def _unsupported(data: bytes, where: Where, budget: Budget, name: str, content_t
     budget.skip(where.location, Reason.UNSUPPORTED_ARCHIVE, "archive format not supported (7z / rar)")
 
 
+def _declared_pkcs7(name: str, content_type: str) -> bool:
+    from dlp.extract.pkcs7 import PKCS7_CONTENT_TYPES, PKCS7_SUFFIXES
+
+    return content_type in PKCS7_CONTENT_TYPES or name.lower().endswith(PKCS7_SUFFIXES)
+
+
+_MIME_ENTITY = re.compile(rb"(?i)\s*content-[a-z-]+[ \t]*:")
+
+
+def _pkcs7(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    """S/MIME opaque-signed (or compressed) content is readable by anyone: unwrap it and extract the
+    inner MIME entity or file one MIME level deeper. Encrypted layers are reported as such."""
+    from dlp.extract.pkcs7 import PKCS7_SUFFIXES, unwrap
+
+    if where.mime_depth >= budget.limits.mime_depth:
+        budget.skip(where.location, Reason.MIME_DEPTH_EXCEEDED, "S/MIME layers nested deeper than the limit")
+        return
+    unwrapped = unwrap(data, budget)
+    if unwrapped.reason is not None:
+        budget.skip(where.location, unwrapped.reason, unwrapped.detail)
+        return
+    content = unwrapped.content
+    if not content:
+        return  # a detached signature: certificates and signatures only, nothing written by the sender
+    inner = where.child(f"{where.location}/signed-content", mime=1)
+    if _MIME_ENTITY.match(content[:256]) or sniff(content) is FileType.EMAIL:
+        from dlp.extract.mime import extract_message_into
+
+        extract_message_into(content, inner, budget)
+    else:
+        extract_bytes(content, inner, budget, name=inner_name(name, PKCS7_SUFFIXES) if name else "")
+
+
 def _archive(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
     from dlp.extract import archives
 
@@ -178,6 +214,7 @@ _HANDLERS = {
     FileType.PDF: _document,
     FileType.CFB: _document,
     FileType.RTF: _document,
+    FileType.PKCS7: _pkcs7,
     FileType.TNEF: _tnef,
 }
 

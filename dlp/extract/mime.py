@@ -41,8 +41,9 @@ _BOUNDARY_DEFECTS = (
     email.errors.CloseBoundaryNotFoundDefect,
     email.errors.MultipartInvariantViolationDefect,
 )
-_ENCRYPTED_TYPES = frozenset({"multipart/encrypted", "application/pgp-encrypted", "application/pkcs7-mime",
-                              "application/x-pkcs7-mime"})
+# S/MIME (application/pkcs7-mime) is not listed: its body says whether it is signed or encrypted, and
+# signed content is read (dlp.extract.pkcs7).
+_ENCRYPTED_TYPES = frozenset({"multipart/encrypted", "application/pgp-encrypted"})
 _PGP_BLOCK = re.compile(r"-----BEGIN PGP MESSAGE-----")
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 
@@ -212,9 +213,8 @@ def _leaf(part: email.message.Message, walk: _Walk, where: Where, ctype: str, to
         location = join(walk.where, f"attachment[{index}]:{filename or ctype}")
     if ctype == "message/partial":
         budget.skip(location, Reason.MESSAGE_PARTIAL, "message/partial fragment cannot be reassembled")
-    if ctype in _ENCRYPTED_TYPES and (ctype != "application/pkcs7-mime" or "signed" not in
-                                      str(part.get_param("smime-type", "")).lower()):
-        budget.skip(location, Reason.ENCRYPTED_CONTENT, "encrypted message (S/MIME or PGP)")
+    if ctype in _ENCRYPTED_TYPES:
+        budget.skip(location, Reason.ENCRYPTED_CONTENT, "encrypted message (PGP)")
         return
     if maintype == "multipart":  # declared multipart, but no usable boundary: scan what is there
         _ambiguous(walk, "multipart without a usable boundary")

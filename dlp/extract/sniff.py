@@ -7,6 +7,7 @@ import enum
 import re
 
 from dlp.extract.charset import looks_textual
+from dlp.extract.pkcs7 import looks_like_pkcs7
 
 
 class FileType(enum.StrEnum):
@@ -22,6 +23,7 @@ class FileType(enum.StrEnum):
     PDF = "pdf"
     CFB = "cfb"  # OLE compound file: legacy Office, Outlook .msg, or an encrypted OOXML package
     RTF = "rtf"
+    PKCS7 = "pkcs7"  # S/MIME / CMS: signed (readable), enveloped (encrypted) or compressed data
     TNEF = "tnef"
     IMAGE = "image"
     EMAIL = "email"
@@ -70,6 +72,8 @@ def sniff(data: bytes) -> FileType:
             if kind is FileType.IMAGE and magic == b"\x00\x00\x01\x00" and len(data) < 22:
                 continue
             return kind
+    if data[:1] in (b"\x30", b"-", b" ", b"\n", b"\r") and looks_like_pkcs7(data):
+        return FileType.PKCS7
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return FileType.IMAGE
     if data[:1] == b"\x5d" and data[1:5] in (b"\x00\x00\x80\x00", b"\x00\x00\x00\x01", b"\x00\x00\x00\x04"):

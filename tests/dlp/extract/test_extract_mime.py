@@ -211,7 +211,9 @@ def test_c13_message_partial() -> None:
 def test_c15_smime_and_pgp_encrypted() -> None:
     smime = extract_email(mail(b"MIIBxx==", 'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"',
                                extra=b"Content-Transfer-Encoding: base64\r\n"))
-    assert Reason.ENCRYPTED_CONTENT in reasons(smime)
+    # Declared enveloped-data whose body is no PKCS#7 structure: the label is not trusted (a real
+    # enveloped body is encrypted_content, test_extract_smime.py); it fails closed.
+    assert reasons(smime) == {Reason.EXTRACTION_FAILED}
     pgp = extract_email(mail(
         b"--P\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--P\r\n"
         b"Content-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nhQEM\r\n"
