@@ -5,14 +5,16 @@ follows. Read-only: nothing is recorded, enforced or alerted."""
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from email import policy as email_policy
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
+from pathlib import Path
 from typing import Any
 
+from dlp.config import PassiveSettings
 from dlp.inspect import Inspector
 from dlp.model import Action, Channel, ContentKind, Envelope, Message, Verdict
 
@@ -28,6 +30,9 @@ def channel_for(raw: bytes) -> Channel:
 class ReplayItem:
     source: str
     message: Message
+    # (current, candidate) when the channel had to decide them itself (captures: the passive monitor adds
+    # what the wire showed, such as cleartext credentials and reassembly gaps); None: inspect the message.
+    verdicts: tuple[Verdict, Verdict] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +125,11 @@ def replay(items: Iterable[tuple[str, ReplayItem]], current: Inspector, candidat
     """`items` yields (source kind, item): the kind is a label for the summary (file, stored, capture)."""
     report = ReplayReport()
     for kind, item in items:
-        before = current.inspect(item.message)
-        after = candidate.inspect(item.message)
+        if item.verdicts is not None:
+            before, after = item.verdicts
+        else:
+            before = current.inspect(item.message)
+            after = candidate.inspect(item.message)
         report.total += 1
         report.by_source_kind[kind] += 1
         b, a = str(_effective(before)), str(_effective(after))
@@ -168,3 +176,43 @@ def file_item(source: str, raw: bytes, channel: Channel | None = None) -> Replay
     ch = channel or channel_for(raw)
     kind = ContentKind.HTTP if ch is Channel.WEB else ContentKind.AUTO
     return ReplayItem(source, Message(ch, raw, kind, envelope_from_file(raw), name=source.rsplit("/", 1)[-1]))
+
+
+class CaptureMismatch(Exception):
+    """The two passive monitors of a capture replay saw different transactions (a bug, not bad input)."""
+
+
+def capture_items(path: str | Path, current: Inspector, candidate: Inspector, value_key: bytes,
+                  settings: PassiveSettings | None = None) -> Iterator[tuple[str, ReplayItem]]:
+    """The transactions of a capture, each with its verdict under both policies, decided exactly as
+    `dlp pcap` decides them. The capture is read once and every frame is fed to two passive monitors (one
+    per policy) in lock-step: their reassembly is identical, so their results pair up in order and only
+    the transactions not yet paired are held in memory. Raises dlp.channels.passive.reader.CaptureError."""
+    from dlp.channels.passive.monitor import Monitor, Result
+    from dlp.channels.passive.reader import Capture
+
+    before: deque[Result] = deque()
+    after: deque[Result] = deque()
+    monitors = (Monitor(current, value_key, settings, on_result=before.append),
+                Monitor(candidate, value_key, settings, on_result=after.append))
+    index = 0
+
+    def paired() -> Iterator[tuple[str, ReplayItem]]:
+        nonlocal index
+        while before and after:
+            b, a = before.popleft(), after.popleft()
+            if b.summary != a.summary:
+                raise CaptureMismatch(f"{path}: transaction {index + 1} differs between the two monitors")
+            index += 1
+            yield "capture", ReplayItem(f"{path}#{index} {b.summary}", b.message, (b.verdict, a.verdict))
+
+    with Capture(path) as capture:
+        for ts, linktype, frame in capture:
+            for monitor in monitors:
+                monitor.packet(ts, linktype, frame)
+            yield from paired()
+        for monitor in monitors:
+            monitor.finish()
+        yield from paired()
+    if before or after:
+        raise CaptureMismatch(f"{path}: the two monitors saw {len(before)} and {len(after)} unpaired transactions")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dlp.cli import EXIT_OK, UsageError, add_settings_args, settings_from_args
 from dlp.model import Channel
-from dlp.replay import ReplayItem, file_item, replay
+from dlp.replay import ReplayItem, capture_items, file_item, replay
 
 _CAPTURE_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
                    b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34", b"\x0a\x0d\x0d\x0a")
@@ -32,7 +32,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _files(paths: list[str], channel: Channel | None) -> Iterator[tuple[str, ReplayItem]]:
+def _files(paths: list[str], channel: Channel | None,
+           capture: Callable[[Path], Iterator[tuple[str, ReplayItem]]]) -> Iterator[tuple[str, ReplayItem]]:
     for p in paths:
         path = Path(p)
         files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
@@ -42,16 +43,9 @@ def _files(paths: list[str], channel: Channel | None) -> Iterator[tuple[str, Rep
             except OSError as exc:
                 raise UsageError(f"{f}: {exc.strerror or exc}") from None
             if raw[:4] in _CAPTURE_MAGICS:
-                yield from _capture(f)
+                yield from capture(f)
             else:
                 yield "file", file_item(str(f), raw, channel)
-
-
-def _capture(path: Path) -> Iterator[tuple[str, ReplayItem]]:
-    from dlp.channels.passive import messages_from_capture  # the passive monitor's transaction iterator
-
-    for index, message in enumerate(messages_from_capture(path)):
-        yield "capture", ReplayItem(f"{path}#{index + 1}", message)
 
 
 def _stored(settings: Any, since: str | None, actor: str) -> Iterator[tuple[str, ReplayItem]]:
@@ -105,8 +99,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     channel = None if args.channel == "auto" else Channel(args.channel)
 
+    def capture(path: Path) -> Iterator[tuple[str, ReplayItem]]:
+        """Captures are replayed through the passive monitor, as `dlp pcap` reads them."""
+        from dlp.channels.passive.reader import CaptureError
+        from dlp.keys import value_id_key
+
+        try:
+            yield from capture_items(path, current, candidate, value_id_key(settings.data_path), settings.passive)
+        except CaptureError as exc:
+            raise UsageError(str(exc)) from None
+
     def items() -> Iterator[tuple[str, ReplayItem]]:
-        yield from _files(args.inputs, channel)
+        yield from _files(args.inputs, channel, capture)
         if args.stored:
             yield from _stored(settings, args.since, args.actor or getpass.getuser())
 

@@ -82,3 +82,65 @@ def test_replay_needs_inputs(tmp_path: Path) -> None:
     candidate.write_text("{}\n")
     result = dlp("replay", "--policy", str(candidate), data_dir=tmp_path / "d")
     assert result.returncode == 2 and "nothing to replay" in result.stderr
+
+
+PCAPS = Path(__file__).resolve().parents[3] / "pcaps"
+# Passive traffic under a tightened policy: cards on the wire call for quarantine (the passive monitor
+# still only alerts; replay compares what the rules call for), encrypted sessions stop being incidents.
+CAPTURE_CANDIDATE = """
+rules:
+  - name: sensitive-data-leaving
+    classes: [payment_card, national_id, bank_account, secret, customer_record]
+    allow: [client_systems]
+    action: {smtp: quarantine, web: block, passive: quarantine, default: block}
+    severity: high
+  - name: credentials-in-clear
+    classes: [credentials_in_clear]
+    action: {passive: quarantine, default: alert}
+    severity: high
+uninspected:
+  reasons:
+    encrypted_session: {action: pass}
+"""
+
+
+def test_replay_over_a_capture_uses_the_passive_monitor(tmp_path: Path) -> None:
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(CAPTURE_CANDIDATE)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "demo.pcap").write_bytes((PCAPS / "demo.pcap").read_bytes())
+    (corpus / "marker.eml").write_bytes(MARKER_MAIL)  # files and captures in one run
+    result = dlp("replay", "--policy", str(candidate), "--format", "json", str(corpus), str(PCAPS / "smtp-auth.pcap"),
+                 data_dir=tmp_path / "d")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["sources"] == {"capture": 3 + 3, "file": 1}
+    changes = {c["source"].replace(f"{corpus}/", "").replace(f"{PCAPS}/", ""): (c["before"], c["after"])
+               for c in report["changes"]}
+    assert changes == {
+        # demo.pcap: the mail with 10 cards in an xlsx, the 1-byte-segment JSON POST, the TLS session
+        "demo.pcap#1 DATA from <agent7@callcenter.example> to someone@freemail.example": ("alert", "quarantine"),
+        "demo.pcap#2 POST http://paste.example/api/notes": ("alert", "quarantine"),
+        "demo.pcap#3 encrypted session": ("alert", "pass"),
+        # smtp-auth.pcap: the credentials finding exists only in the passive monitor (not in the content)
+        "smtp-auth.pcap#1 AUTH (SMTP AUTH LOGIN) in clear": ("alert", "quarantine"),
+        "smtp-auth.pcap#2 AUTH (SMTP AUTH PLAIN) in clear": ("alert", "quarantine"),
+        "smtp-auth.pcap#3 encrypted session": ("alert", "pass"),
+    }
+    transitions = {(t["from"], t["to"]): t["count"] for t in report["transitions"]}
+    assert transitions == {("alert", "quarantine"): 4, ("alert", "pass"): 2}
+    assert report["rules_removed"] == {"uninspected:encrypted_session": 2}
+    assert report["workload"]["quarantined"] == {"before": 0, "after": 4}
+    assert "marker.eml" not in result.stdout  # unchanged under the candidate
+    assert "4111" not in result.stdout and "5555" not in result.stdout
+
+
+def test_a_damaged_capture_is_a_clear_error(tmp_path: Path) -> None:
+    damaged = tmp_path / "cut.pcap"
+    damaged.write_bytes((PCAPS / "demo.pcap").read_bytes()[:10])
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(CAPTURE_CANDIDATE)
+    result = dlp("replay", "--policy", str(candidate), str(damaged), data_dir=tmp_path / "d")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "cut.pcap" in result.stderr
