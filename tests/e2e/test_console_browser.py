@@ -1,11 +1,15 @@
-"""The console in a real headless Chromium against a real `dlp serve`: sign in, work the queue, release a
-quarantined message that then arrives at a recording next hop, and a viewer refused (403).
+"""The console in a real headless Chromium against a real `dlp serve`: the agent's release request from
+the notification link, sign in, work the queue, release a quarantined message that then arrives at a
+recording next hop, a viewer refused (403), an admin's overview and audit log.
 
 Screenshots go to tests/artifacts/ (gitignored) for a person to look at.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
+import re
 import shutil
 import smtplib
 import subprocess
@@ -83,15 +87,31 @@ def test_analyst_releases_a_quarantined_mail_and_a_viewer_is_refused(
     data_dir = tmp_path / "data"
     add_user_with_cli(data_dir, "anna", "analyst")
     UserStore(data_dir).add("vera", Role.VIEWER, PASSWORD)
+    UserStore(data_dir).add("adam", Role.ADMIN, PASSWORD)
     server = dlp_server("--next-hop", sink.address, data_dir=data_dir)
     host, port = server.address("console")
     base = f"http://{host}:{port}"
     smtp_host, smtp_port = server.address("smtp")
     with smtplib.SMTP(smtp_host, smtp_port, timeout=60) as client:
         client.sendmail("agent7@callcenter.example", ["buyer@gmail.example"], RAW)  # 250 = durably held
-    assert sink.messages == []  # quarantined, not delivered
+    # Held: the recipient gets nothing; the agent gets a notification with a signed release-request link.
+    notification = email.message_from_bytes(sink.wait_for(1, timeout=60)[0].data, policy=email.policy.default)
+    assert [m.recipients for m in sink.messages] == [["agent7@callcenter.example"]]
+    body = notification.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    link = re.search(r"/release-request/(\S+)", body)
+    assert link and CARD not in body
 
     driver = browser
+    # The agent follows the link (its host is console.public_url; here the test's port) and explains.
+    driver.get(f"{base}/release-request/{link.group(1)}")  # type: ignore[attr-defined]
+    driver.find_element(By.NAME, "justification").send_keys(  # type: ignore[attr-defined]
+        "The customer asked for this order confirmation by e-mail.")
+    shot(driver, "release-request")
+    driver.find_element(By.CSS_SELECTOR, "form button.primary").click()  # type: ignore[attr-defined]
+    WebDriverWait(driver, 20).until(expected_conditions.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, "h1"), "Request sent"))
+    driver.delete_all_cookies()  # type: ignore[attr-defined]
+
     driver.get(f"{base}/incidents")  # type: ignore[attr-defined]
     assert "/login" in driver.current_url  # type: ignore[attr-defined]
     shot(driver, "login")
@@ -100,12 +120,14 @@ def test_analyst_releases_a_quarantined_mail_and_a_viewer_is_refused(
     rows = driver.find_elements(By.CSS_SELECTOR, "table.queue tbody tr td.id a")  # type: ignore[attr-defined]
     assert len(rows) == 1
     assert CARD not in driver.page_source  # type: ignore[attr-defined]
+    assert "release requested" in driver.page_source  # type: ignore[attr-defined]
     shot(driver, "queue")
     rows[0].click()
     WebDriverWait(driver, 20).until(
         expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "table.findings")))
     incident_id = driver.find_element(By.CSS_SELECTOR, "h1").text.split()[0]  # type: ignore[attr-defined]
     assert "411111******1111" in driver.page_source and CARD not in driver.page_source  # type: ignore[attr-defined]
+    assert "order confirmation by e-mail" in driver.page_source  # type: ignore[attr-defined]
     shot(driver, "incident")
 
     # Work it: assign to myself, then release with a reason (the confirm dialog is accepted).
@@ -118,8 +140,8 @@ def test_analyst_releases_a_quarantined_mail_and_a_viewer_is_refused(
     WebDriverWait(driver, 60).until(expected_conditions.text_to_be_present_in_element(
         (By.CSS_SELECTOR, ".flash-ok"), "Released"))
     shot(driver, "released")
-    received = sink.wait_for(1, timeout=60)
-    assert len(received) == 1 and received[0].recipients == ["buyer@gmail.example"]
+    received = [m for m in sink.wait_for(2, timeout=60) if m.recipients == ["buyer@gmail.example"]]
+    assert len(received) == 1 and received[0].sender == "agent7@callcenter.example"
     assert CARD.encode() in received[0].data and b"order 5521" in received[0].data
     assert "released" in driver.find_element(By.CSS_SELECTOR, "h1").text  # type: ignore[attr-defined]
 
@@ -127,7 +149,7 @@ def test_analyst_releases_a_quarantined_mail_and_a_viewer_is_refused(
     audit = subprocess.run([sys.executable, "-m", "dlp", "audit", "list", "--data-dir", str(data_dir)],
                            capture_output=True, text=True, cwd=REPO, timeout=120)
     assert audit.returncode == 0, audit.stderr
-    for action in ("user_add", "login", "assign", "release"):
+    for action in ("user_add", "release_request", "login", "assign", "release"):
         assert action in audit.stdout, action
     assert incident_id in audit.stdout and CARD not in audit.stdout
 
@@ -140,4 +162,14 @@ def test_analyst_releases_a_quarantined_mail_and_a_viewer_is_refused(
     driver.get(f"{base}/incidents/{incident_id}")  # type: ignore[attr-defined]
     assert not driver.find_elements(By.CSS_SELECTOR, "form[action$='/delete']")  # type: ignore[attr-defined]
     assert CARD not in driver.page_source  # type: ignore[attr-defined]
+
+    # An admin's overview and audit log (screenshots for people; the chain verifies).
+    driver.delete_all_cookies()  # type: ignore[attr-defined]
+    sign_in(driver, base, "adam")
+    driver.get(f"{base}/?period=24h")  # type: ignore[attr-defined]
+    assert driver.find_elements(By.CSS_SELECTOR, "svg.chart rect.seg-quarantine")  # type: ignore[attr-defined]
+    shot(driver, "overview")
+    driver.get(f"{base}/admin/audit")  # type: ignore[attr-defined]
+    assert "Chain verified" in driver.page_source and "access_denied" in driver.page_source  # type: ignore[attr-defined]
+    shot(driver, "audit")
     assert CARD not in server.log_text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -119,14 +120,27 @@ def inspector(tmp_path_factory: pytest.TempPathFactory) -> Inspector:
     return Inspector.from_settings(Settings(data_dir=str(tmp_path_factory.mktemp("inspector"))))
 
 
+_USERS_TEMPLATE: dict[str, bytes] = {}
+
+
+def _users_db() -> bytes:
+    """vera (viewer), anna (analyst), adam (admin): hashed once per test session (argon2 is slow on purpose)."""
+    if "db" not in _USERS_TEMPLATE:
+        with tempfile.TemporaryDirectory() as tmp:
+            users = UserStore(Path(tmp))
+            for name, role in (("vera", Role.VIEWER), ("anna", Role.ANALYST), ("adam", Role.ADMIN)):
+                users.add(name, role, PASSWORD)
+            _USERS_TEMPLATE["db"] = users.path.read_bytes()
+    return _USERS_TEMPLATE["db"]
+
+
 def make_console(data_dir: Path, inspector: Inspector, next_hop: str = "",
                  **console_settings: Any) -> Iterator[ConsoleUnderTest]:
     settings = Settings(data_dir=str(data_dir), console=ConsoleSettings(**console_settings),
                         smtp=SmtpSettings(next_hop=next_hop, forward_timeout_seconds=10))
     store = open_store(settings)
+    (settings.data_path / "store" / "users.db").write_bytes(_users_db())
     users = UserStore(settings.data_path)
-    for name, role in (("vera", Role.VIEWER), ("anna", Role.ANALYST), ("adam", Role.ADMIN)):
-        users.add(name, role, PASSWORD)
     loop = _LoopThread()
     runtime = SimpleNamespace(settings=settings, store=store, stopping=asyncio.Event())
     service = loop.run(start_service(runtime, "127.0.0.1", 0))
