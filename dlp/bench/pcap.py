@@ -107,9 +107,7 @@ def _ours(path: Path, data_dir: str) -> dict[str, Any]:
     monitor = Monitor(inspector, value_id_key(settings.data_path), settings.passive)
     started = time.perf_counter()
     with Capture(path) as capture:
-        packet = monitor.packet
-        for ts, linktype, frame in capture:
-            packet(ts, linktype, frame)
+        monitor.feed(capture)
     stats = monitor.finish()
     seconds = time.perf_counter() - started
     return {"packets": stats.packets, "seconds": round(seconds, 3), "packets_per_s": round(stats.packets / seconds),

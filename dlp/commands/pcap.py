@@ -203,13 +203,14 @@ def run_pcap(args: argparse.Namespace) -> int:
             source = str(path)
             monitor = Monitor(inspector, key, settings.passive, recorder=recorder,
                               on_result=lambda r, source=source: output.result(source, r))
-            started = last = time.perf_counter()
+            started = time.perf_counter()
+
+            def progress(n: int, name: str = Path(path).name, capture: Capture = capture,
+                         monitor: Monitor = monitor) -> None:
+                output.progress(name, monitor.stats.bytes + 16 * n, capture.size, monitor.stats)
+
             with capture:
-                for n, (ts, linktype, frame) in enumerate(capture, 1):
-                    monitor.packet(ts, linktype, frame)
-                    if not n % 2048 and time.perf_counter() - last > 0.25:
-                        last = time.perf_counter()
-                        output.progress(Path(path).name, monitor.stats.bytes + 16 * n, capture.size, monitor.stats)
+                monitor.feed(capture, progress)
                 stats = monitor.finish()
             stats.capture_drops += capture.info.interface_drops
             worst = Action.most_severe([worst, monitor.worst])

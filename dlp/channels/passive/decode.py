@@ -25,6 +25,9 @@ _FRAGMENT_MEMCAP = 64 * 1024 * 1024
 _H = struct.Struct("!H")
 _TCP = struct.Struct("!HHIIH")
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
+# From the ethertype (offset 12): ethertype, version/IHL, total length, flags/fragment offset, TTL,
+# protocol, addresses; then the TCP ports, sequence, acknowledgement, data offset and flags.
+_FAST = struct.Struct("!HBxHxxHBBxx4s4sHHIIH")
 
 
 class Segment(NamedTuple):
@@ -139,19 +142,18 @@ class Decoder:
 
     def decode(self, ts: float, linktype: int, frame: bytes) -> Segment | None:
         try:
-            # Fast path, most of any capture: Ethernet, IPv4 without options or fragmentation, TCP.
-            if linktype == 1 and frame[12] == 8 and frame[13] == 0 and frame[14] == 0x45 and frame[23] == 6 \
-                    and not frame[20] & 0x3F and not frame[21]:
-                total = (frame[16] << 8) | frame[17]
-                end = 14 + total
-                if total >= 40 and end <= len(frame):
-                    seg = frame[34:end]
-                    sport, dport, seq, ack, off_flags = _TCP.unpack_from(seg)
+            # Fast path, most of any capture: Ethernet, IPv4 without options or fragmentation, TCP. One
+            # unpack reads the ethertype, the IPv4 header fields and the TCP header in one go.
+            if linktype == 1 and len(frame) >= 54:
+                ethertype, ver_ihl, total, frag, ttl, proto, src, dst, sport, dport, seq, ack, off_flags = \
+                    _FAST.unpack_from(frame, 12)
+                if ethertype == 0x0800 and ver_ihl == 0x45 and proto == 6 and not frag & 0x3FFF:
+                    end = 14 + total
                     doff = (off_flags >> 12) * 4
-                    if 20 <= doff <= len(seg):
+                    if total >= 40 and end <= len(frame) and 20 <= doff <= total - 20:
                         self.stats.tcp_packets += 1
-                        return Segment(ts, frame[26:30], frame[30:34], sport, dport, seq, ack, off_flags & 0x1FF,
-                                       frame[22], seg[doff:], seg)
+                        return Segment(ts, src, dst, sport, dport, seq, ack, off_flags & 0x1FF, ttl,
+                                       frame[34 + doff : end], frame[34:end])
             return self._decode(ts, linktype, frame)
         except (struct.error, IndexError):
             self.stats.decode_errors += 1

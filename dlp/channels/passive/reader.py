@@ -109,7 +109,7 @@ class Capture:
 
     def _pcap_records(self, order: str, scale: float, record_size: int,
                       linktype: int) -> Iterator[tuple[float, int, bytes]]:
-        data, end = self._data, self.size
+        data, end, raw = self._data, self.size, self._map
         header = struct.Struct(order + "IIII")
         offset = 24
         while offset + record_size <= end:
@@ -120,7 +120,7 @@ class Capture:
                 return
             if offset + caplen > end:
                 break
-            yield sec + frac * scale, linktype, bytes(data[offset : offset + caplen])
+            yield sec + frac * scale, linktype, raw[offset : offset + caplen]  # mmap slice: one copy
             offset += caplen
         if offset < end:
             self.info.warnings.append("capture ends with a truncated record (file cut short)")

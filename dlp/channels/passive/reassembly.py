@@ -81,14 +81,15 @@ class Direction:
 
 
 class Flow:
-    __slots__ = ("client", "consumer", "first_ts", "held", "key", "last_ts", "midstream", "server", "to_client",
-                 "to_server")
+    __slots__ = ("client", "client_low", "consumer", "first_ts", "held", "key", "last_ts", "midstream", "server",
+                 "to_client", "to_server")
 
     def __init__(self, key: tuple[bytes, int, bytes, int], client: tuple[bytes, int], server: tuple[bytes, int],
                  ts: float, midstream: bool) -> None:
         self.key = key
         self.client = client
         self.server = server
+        self.client_low = client == (key[0], key[1])  # the client is the first endpoint of the key
         self.to_server = Direction()  # bytes the client sent
         self.to_client = Direction()
         self.first_ts = self.last_ts = ts
@@ -112,62 +113,74 @@ class Reassembler:
     # --------------------------------------------------------------------------------- segments
 
     def add(self, seg: Segment) -> None:
-        self._now = seg.ts
-        a, b = (seg.src, seg.sport), (seg.dst, seg.dport)
-        key = (seg.src, seg.sport, seg.dst, seg.dport) if a <= b else (seg.dst, seg.dport, seg.src, seg.sport)
-        flags = seg.flags
+        # The common case (an established flow, in-order data or a pure ACK) runs through this method
+        # without helper calls: fields unpacked once, offsets computed inline.
+        ts, src, dst, sport, dport, seq, ack, flags, ttl, seg_payload, _raw = seg
+        self._now = ts
+        if src < dst or (src == dst and sport <= dport):
+            key, forward = (src, sport, dst, dport), True
+        else:
+            key, forward = (dst, dport, src, sport), False
         flow = self.flows.get(key)
         if flow is not None and flags & SYN and not flags & ACK and flow.to_server.base is not None \
-                and flow.to_server.base != (seg.seq + 1) % _WRAP:
+                and flow.to_server.base != (seq + 1) % _WRAP:
             self._close(flow, "end")  # the port pair is reused by a new connection
             flow = None
         if flow is None:
-            if flags & RST or (not seg.payload and not flags & SYN):
+            if flags & RST or (not seg_payload and not flags & SYN):
                 return  # nothing to reassemble: a stray ACK or reset of a flow we do not track
             flow = self._open(key, seg)
         else:
             self.flows.move_to_end(key)
-        flow.last_ts = seg.ts
-        assert flow.consumer is not None
-        from_client = (seg.src, seg.sport) == flow.client
+        flow.last_ts = ts
+        consumer = flow.consumer
+        assert consumer is not None
+        from_client = forward == flow.client_low
         d, other = (flow.to_server, flow.to_client) if from_client else (flow.to_client, flow.to_server)
-        payload = seg.payload
-        if payload and not flags & (SYN | RST) and d.base is not None and not flow.consumer.wants(from_client):
+        payload = seg_payload
+        base = d.base
+        if payload and not flags & (SYN | RST) and base is not None and not consumer.wants(from_client):
             # Bytes nobody reads (HTTP responses, TLS, unknown protocols): only keep the offsets right.
-            end = d.offset(seg.seq) + len(payload)
+            rel = (seq - base) % _WRAP
+            end = (rel - _WRAP if rel >= _HALF else rel) + len(payload)
             if end > d.next:
                 d.next = end
             payload = b""
         elif payload and d.ttl == 0:
-            d.ttl = seg.ttl  # from data, not the handshake: middleboxes often answer SYNs themselves
+            d.ttl = ttl  # from data, not the handshake: middleboxes often answer SYNs themselves
         if (payload or flags & RST) and not self._acceptable(seg, d):
             return
         if flags & SYN:
-            if d.base is None or (not d.next and not d.pending):
-                d.base = (seg.seq + 1) % _WRAP
-            if seg.payload:
+            if base is None or (not d.next and not d.pending):
+                d.base = (seq + 1) % _WRAP
+            if seg_payload:
                 self.stats.anomaly("data_on_syn")
-                self._insert(flow, d, from_client, 0, seg.payload)
-        elif d.base is None:
-            d.base = seg.seq
-        if flags & ACK and other.base is not None:
-            acked = other.offset(seg.ack)
-            if acked > other.acked:
-                other.acked = acked
+                self._insert(flow, d, from_client, 0, seg_payload)
+        elif base is None:
+            d.base = seq
+        if flags & ACK:
+            obase = other.base
+            if obase is not None:
+                rel = (ack - obase) % _WRAP
+                acked = rel - _WRAP if rel >= _HALF else rel
+                if acked > other.acked:
+                    other.acked = acked
         if payload and not flags & SYN:
-            start = d.offset(seg.seq)
+            start = d.offset(seq)
             if d.fin_at is None or start < d.fin_at:
                 self._insert(flow, d, from_client, start, payload)
-        if flags & FIN and d.fin_at is None:
-            d.fin_at = d.offset(seg.seq) + len(seg.payload)
-        if flags & RST:
-            self._close(flow, "rst")
-            self._reset[key] = None
-            if len(self._reset) > 10_000:
-                self._reset.popitem(last=False)
-            return
-        if flow.to_server.fin_at is not None and flow.to_client.fin_at is not None \
-                and flow.to_server.next >= flow.to_server.fin_at and flow.to_client.next >= flow.to_client.fin_at:
+        if flags & (FIN | RST):
+            if flags & FIN and d.fin_at is None:
+                d.fin_at = d.offset(seq) + len(seg_payload)
+            if flags & RST:
+                self._close(flow, "rst")
+                self._reset[key] = None
+                if len(self._reset) > 10_000:
+                    self._reset.popitem(last=False)
+                return
+        ts_fin, tc_fin = flow.to_server.fin_at, flow.to_client.fin_at
+        if ts_fin is not None and tc_fin is not None \
+                and flow.to_server.next >= ts_fin and flow.to_client.next >= tc_fin:
             self._close(flow, "fin")
             return
         if payload:
