@@ -37,19 +37,25 @@ class Group(NamedTuple):
 
 
 class Run(list):
-    """The digit groups of one number run; `digits` counts the digits of all of them."""
+    """The digit groups of one number run; `digits` counts the digits of all of them, and `shape` has one
+    character per group, chr(48 + its length) ("4444" for a grouped card, "324" for an SSN), so that a
+    detector rejects a run by its layout with one substring test."""
 
     digits: int = 0
+    shape: str = ""
 
 
 def digit_groups(text: str, start: int, end: int) -> Run:
     run = Run()
     digits = 0
+    shape = []
     for m in _DIGITS.finditer(text, start, end):
         s, e = m.span()
         run.append(Group(m.group(), s, e))
         digits += e - s
+        shape.append(chr(48 + e - s))
     run.digits = digits
+    run.shape = "".join(shape)
     return run
 
 

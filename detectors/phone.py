@@ -68,6 +68,7 @@ class PhoneDetector(Detector):
         t = text.text
         if start > 0 and t[start - 1] == "(":
             start -= 1
+        refs: dict[int, bool] = {}  # candidate start -> right after a reference word (shared by windows)
         for piece in _PIECES.finditer(t, start, end):
             s, e = piece.span()
             while e > s and not t[e - 1].isdigit():
@@ -76,7 +77,7 @@ class PhoneDetector(Detector):
                 s += 1
             if s >= e or text.is_claimed(s, e):
                 continue  # all of it is a card, SSN, IBAN...: a phone number there would be dropped
-            whole = self._number(text, s, e)
+            whole = self._number(text, s, e, refs)
             if whole is not None:
                 yield whole
                 continue
@@ -103,17 +104,23 @@ class PhoneDetector(Detector):
                     ws = groups[i].start()
                     if ws > s and t[ws - 1] in "+(":
                         ws -= 1
-                    found = self._number(text, ws, groups[j].end())
+                    found = self._number(text, ws, groups[j].end(), refs)
                     if found is not None:
                         yield found
                         i = j
                         break
                 i += 1
 
-    def _number(self, text: ScanText, s: int, e: int) -> Match | None:
+    def _number(self, text: ScanText, s: int, e: int, refs: dict[int, bool]) -> Match | None:
         t = text.text
-        # Cheapest checks first: each one alone rejects most of the numbers that are not phones.
+        # Cheapest checks first: each one alone rejects most of the numbers that are not phones, and
+        # the reference-word test is made once per start for the whole run and all its windows.
         if (s > 0 and t[s - 1].isalnum()) or (e < len(t) and t[e].isalnum()):
+            return None
+        after_reference = refs.get(s)
+        if after_reference is None:
+            after_reference = refs[s] = _after_reference(text.clause_before(s, 32))
+        if after_reference:
             return None
         candidate = t[s:e]
         groups = _GROUPS.findall(candidate)
@@ -121,9 +128,6 @@ class PhoneDetector(Detector):
         if not 7 <= digits <= 15 or not _FORMAT.match(candidate) or not _phone_shaped(candidate, groups):
             return None
         before = text.clause_before(s, 32)
-        last_words = before.replace(":", " ").split()[-2:]
-        if any(w.strip(".#:") in REFERENCE_WORDS or w.endswith("#") for w in last_words):
-            return None
         context = has_word(before, CONTEXT) or has_word(text.after(e, 16), CONTEXT)
         if len(groups) == 1 and not candidate.startswith("+") and not context:
             return None
@@ -132,6 +136,12 @@ class PhoneDetector(Detector):
             return None
         score = 0.9 if context else (0.75 if candidate.startswith("+") else 0.6)
         return Match("PHONE_NUMBER", s, e, score, value)
+
+
+def _after_reference(before: str) -> bool:
+    """One of the last two words names a record ("invoice", "order #", "id"...), not a phone."""
+    last_words = before.replace(":", " ").split()[-2:]
+    return any(w.strip(".#:") in REFERENCE_WORDS or w.endswith("#") for w in last_words)
 
 
 def _phone_shaped(candidate: str, groups: list[str]) -> bool:

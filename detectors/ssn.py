@@ -38,9 +38,8 @@ class SsnDetector(Detector):
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
         t = text.text
         groups = text.digit_groups(start, end)
-        lengths = [len(g.digits) for g in groups]
-        if 9 not in lengths and 4 not in lengths:
-            return
+        if "9" not in groups.shape and "324" not in groups.shape:
+            return  # neither a 9-digit group nor 3-2-4 groups: nothing below can match
         for i, g in enumerate(groups):
             if len(g.digits) == 9:
                 candidate, first, last, sep = g.digits, i, i, ""
@@ -62,9 +61,11 @@ class SsnDetector(Detector):
                 continue
             if not ssa_valid(candidate):
                 continue
-            context = has_word(text.clause_before(s, 40), CONTEXT) or has_word(text.after(e, 16), CONTEXT)
-            if not sep and (not context or _after_reference(text.clause_before(s, 16))):
+            if not sep and (not text.mentions(CONTEXT) or _after_reference(text.clause_before(s, 16))):
                 continue  # a bare 9-digit number is an SSN only when something says so
+            context = has_word(text.clause_before(s, 40), CONTEXT) or has_word(text.after(e, 16), CONTEXT)
+            if not sep and not context:
+                continue
             if candidate in KNOWN_INVALID:
                 score = 0.3
             elif context:
