@@ -8,10 +8,12 @@ import io
 import logging
 import posixpath
 import re
+import struct
 
 from dlp.extract.archives import iter_zip
 from dlp.extract.budget import Budget, DecodeError
-from dlp.extract.files import Where, add_text, extract_bytes
+from dlp.extract.cfb import CompoundFile, office_encryption
+from dlp.extract.files import Where, add_text, extract_bytes, printable_strings
 from dlp.extract.rtf import rtf_text
 from dlp.extract.sniff import FileType
 from dlp.extract.xmltext import markup_text
@@ -137,19 +139,20 @@ def extract_document(kind: FileType, data: bytes, where: Where, budget: Budget) 
 
 
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
-_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t\r\n]{6,}")
-_UTF16_RUN = re.compile(rb"(?:[\x20-\x7e\t\r\n]\x00){6,}")
 
 
 def extract_cfb(data: bytes, where: Where, budget: Budget) -> None:
-    """An OLE compound file. An OOXML package encrypted with a password is stored as a CFB holding an
-    `EncryptedPackage` stream. Legacy .doc / .xls / .msg get their printable strings (ASCII and UTF-16)."""
-    if _ENCRYPTED_PACKAGE in data:
-        budget.skip(where.location, Reason.ENCRYPTED_CONTENT, "password-protected Office document")
+    """An OLE compound file: a password-protected Office file (encrypted OOXML package, Word fEncrypted,
+    Excel FILEPASS, encrypted PowerPoint) is encrypted_content; legacy .doc / .xls / .msg get their
+    printable strings (UTF-16 and ASCII). A directory that does not parse falls back to a byte search."""
+    try:
+        why = office_encryption(CompoundFile(data))
+    except (DecodeError, struct.error, ValueError, IndexError):
+        why = "password-protected Office document" if _ENCRYPTED_PACKAGE in data else None
+    if why:
+        budget.skip(where.location, Reason.ENCRYPTED_CONTENT, why)
         return
-    ascii_runs = (m.group().decode("ascii") for m in _PRINTABLE_RUN.finditer(data))
-    wide_runs = (m.group().decode("utf-16-le") for m in _UTF16_RUN.finditer(data))
-    add_text("\n".join([*wide_runs, *ascii_runs]), where, budget, "application/x-ole-strings")
+    add_text(printable_strings(data), where, budget, "application/x-ole-strings")
 
 
 def extract_pdf(data: bytes, where: Where, budget: Budget) -> None:

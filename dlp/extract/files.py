@@ -13,6 +13,7 @@ from dlp.extract.blobs import decode_blobs
 from dlp.extract.budget import Budget, DecodeError, LimitHit
 from dlp.extract.charset import decode_text
 from dlp.extract.html import html_to_text
+from dlp.extract.sealed import armored, sealed_format
 from dlp.extract.sniff import FileType, sniff
 from dlp.model import Reason
 
@@ -70,7 +71,11 @@ def extract_bytes(
 
 
 def add_text(text: str, where: Where, budget: Budget, content_type: str = "text/plain") -> None:
-    """A piece of text, plus whatever encoded blobs it carries."""
+    """A piece of text, plus whatever encoded blobs it carries. An armoured encrypted block in it is
+    content nobody here can read: reported, while the text around it is still scanned."""
+    sealed = armored(text)
+    if sealed:
+        budget.skip(where.location, Reason.ENCRYPTED_CONTENT, f"encrypted block ({sealed})")
     budget.add(where.location, text, content_type)
     decode_blobs(
         text,
@@ -129,7 +134,26 @@ def _image(data: bytes, where: Where, budget: Budget, name: str, content_type: s
 
 
 def _binary(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
-    budget.skip(where.location, Reason.BINARY_CONTENT, "binary content of no known type")
+    """Of no known type (executables, media, proprietary formats). Its printable strings are scanned all
+    the same: a CSV behind a few KB of binary padding must not pass as "binary"."""
+    budget.skip(where.location, Reason.BINARY_CONTENT, "binary content of no known type; printable strings scanned")
+    budget.add(where.location, printable_strings(data), "application/x-binary-strings")
+
+
+def _sealed(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
+    found = sealed_format(data)
+    reason, detail = found if found else (Reason.EXTRACTION_FAILED, "encrypted container")
+    budget.skip(where.location, reason, detail)
+
+
+_PRINTABLE_RUN = re.compile(rb"[\x20-\x7e\t\r\n]{6,}")
+_UTF16_RUN = re.compile(rb"(?:[\x20-\x7e\t\r\n]\x00){6,}")
+
+
+def printable_strings(data: bytes) -> str:
+    """Runs of 6+ printable characters, UTF-16LE (how Windows formats store text) then ASCII."""
+    wide = [m.group().decode("utf-16-le") for m in _UTF16_RUN.finditer(data)] if b"\x00" in data else []
+    return "\n".join([*wide, *(m.group().decode("ascii") for m in _PRINTABLE_RUN.finditer(data))])
 
 
 def _unsupported(data: bytes, where: Where, budget: Budget, name: str, content_type: str, charset: str | None) -> None:
@@ -215,6 +239,7 @@ _HANDLERS = {
     FileType.CFB: _document,
     FileType.RTF: _document,
     FileType.PKCS7: _pkcs7,
+    FileType.SEALED: _sealed,
     FileType.TNEF: _tnef,
 }
 

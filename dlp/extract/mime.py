@@ -44,7 +44,6 @@ _BOUNDARY_DEFECTS = (
 # S/MIME (application/pkcs7-mime) is not listed: its body says whether it is signed or encrypted, and
 # signed content is read (dlp.extract.pkcs7).
 _ENCRYPTED_TYPES = frozenset({"multipart/encrypted", "application/pgp-encrypted"})
-_PGP_BLOCK = re.compile(r"-----BEGIN PGP MESSAGE-----")
 _TNEF_TYPES = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
 
 
@@ -238,8 +237,6 @@ def _inline_text(data: bytes, ctype: str, charset: str | None, where: Where, bud
     text = decode_text(data, charset)
     if ctype == "text/html":
         text = html_to_text(text)
-    if _PGP_BLOCK.search(text):
-        budget.skip(where.location, Reason.ENCRYPTED_CONTENT, "inline PGP encrypted block")
     for name, content in inline_blocks(text):
         extract_bytes(content, where.child(f"{where.location}/uuencode:{name}", archive=1), budget, name=name)
     add_text(text, where, budget, ctype)

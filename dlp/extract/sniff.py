@@ -8,6 +8,7 @@ import re
 
 from dlp.extract.charset import looks_textual
 from dlp.extract.pkcs7 import looks_like_pkcs7
+from dlp.extract.sealed import sealed_format
 
 
 class FileType(enum.StrEnum):
@@ -23,6 +24,7 @@ class FileType(enum.StrEnum):
     PDF = "pdf"
     CFB = "cfb"  # OLE compound file: legacy Office, Outlook .msg, or an encrypted OOXML package
     RTF = "rtf"
+    SEALED = "sealed"  # encrypted container (OpenPGP, openssl enc, age): see dlp.extract.sealed
     PKCS7 = "pkcs7"  # S/MIME / CMS: signed (readable), enveloped (encrypted) or compressed data
     TNEF = "tnef"
     IMAGE = "image"
@@ -74,6 +76,8 @@ def sniff(data: bytes) -> FileType:
             return kind
     if data[:1] in (b"\x30", b"-", b" ", b"\n", b"\r") and looks_like_pkcs7(data):
         return FileType.PKCS7
+    if (data[:1] >= b"\x80" or data[:1] in (b"S", b"a")) and sealed_format(data):
+        return FileType.SEALED
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return FileType.IMAGE
     if data[:1] == b"\x5d" and data[1:5] in (b"\x00\x00\x80\x00", b"\x00\x00\x00\x01", b"\x00\x00\x00\x04"):
