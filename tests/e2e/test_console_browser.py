@@ -16,9 +16,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import REPO, DlpServer
 from helpers.smtp_sinks import RecordingSink
 
 from dlp.console.users import Role, UserStore
@@ -29,6 +29,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = REPO / "tests" / "artifacts"
 PASSWORD = "correct horse battery staple"
@@ -83,7 +84,7 @@ def add_user_with_cli(data_dir: Path, name: str, role: str) -> None:
 
 
 def test_analyst_releases_a_quarantined_mail_and_a_viewer_is_refused(
-        dlp_server: Callable[..., DlpServer], sink: RecordingSink, browser: object, tmp_path: Path) -> None:
+        dlp_server: Callable[..., Any], sink: RecordingSink, browser: object, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     add_user_with_cli(data_dir, "anna", "analyst")
     UserStore(data_dir).add("vera", Role.VIEWER, PASSWORD)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, ConsoleUnderTest, csrf_of, make_console
+from consolekit import PASSWORD, ConsoleUnderTest, csrf_of, make_console
 
 from dlp.console.auth import LoginThrottle
 from dlp.inspect import Inspector

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CANARIES, CARD, ConsoleUnderTest, mail, make_console
+from consolekit import CANARIES, CARD, ConsoleUnderTest, mail, make_console
 from helpers.smtp_sinks import RecordingSink
 
 from dlp.inspect import Inspector

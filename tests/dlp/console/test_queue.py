@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import CARD, ConsoleUnderTest, mail
+from consolekit import CARD, ConsoleUnderTest, mail
 
 from dlp.model import Channel
 from dlp.store import Status

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import CARD, ConsoleUnderTest
+from consolekit import CARD, ConsoleUnderTest
 
 from dlp.notify import ReleaseLinks
 

@@ -4,7 +4,7 @@ and the admin pages: only permitted actions succeed, every refusal is a 403 page
 from __future__ import annotations
 
 import pytest
-from conftest import CANARIES, ConsoleUnderTest
+from consolekit import CANARIES, ConsoleUnderTest
 
 from dlp.store import Status
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from conftest import PASSWORD
+from consolekit import PASSWORD
 
 from dlp.console.users import UserStore
 
