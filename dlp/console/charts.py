@@ -36,8 +36,9 @@ def stacked_bars(buckets: Sequence[str], counts: Mapping[str, Mapping[str, int]]
         y = PAD_TOP + plot_h * (1 - frac)
         parts.append(Markup('<line class="grid" x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}"/>').format(
             PAD_LEFT, WIDTH - 4, y, y))
-        parts.append(Markup('<text class="axis" x="{}" y="{:.1f}" text-anchor="end">{}</text>').format(
-            PAD_LEFT - 4, y + 4, int(top * frac)))
+        if (top * frac).is_integer():  # no "0" half-way up a chart whose top is 1
+            parts.append(Markup('<text class="axis" x="{}" y="{:.1f}" text-anchor="end">{}</text>').format(
+                PAD_LEFT - 4, y + 4, int(top * frac)))
     label_every = max(1, len(buckets) // 12)
     for i, bucket in enumerate(buckets):
         x = PAD_LEFT + i * slot + (slot - bar_w) / 2
