@@ -19,6 +19,7 @@ import binascii
 import json
 import math
 import re
+import string
 from collections import Counter
 from collections.abc import Iterable
 
@@ -32,14 +33,21 @@ PATTERNS = {
     "private_key": r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----",
     "aws_access_key_id": r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b",
     "github_token": r"\bgh[pousr]_[A-Za-z0-9]{36,}\b",
-    "github_fine_grained_token": r"\bgithub_pat_[A-Za-z0-9_]{80,}\b",
+    "github_fine_grained_token": r"\bgithub_pat_[A-Za-z0-9_]{80,}[^A-Za-z0-9_]",
     "slack_token": r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",
     "slack_webhook": r"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}",
     "stripe_key": r"\b[sr]k_live_[A-Za-z0-9]{20,}\b",
     "google_api_key": r"\bAIza[0-9A-Za-z_\-]{35}",
     "jwt": r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,}",
-    "assignment": ASSIGNMENT,
+    "assignment": ASSIGNMENT + r"[\s\"'<>,;]",
 }
+# Start-of-match reporting makes these two patterns (an unbounded tail after a keyword) cost as much
+# as all the others together: Hyperscan reports only where they end, once, at the character after the
+# value, and the validator finds the start (see _start_of).
+_NO_SOM = frozenset({"assignment", "github_fine_grained_token"})
+_ASSIGNMENT_AT_END = re.compile(f"(?:{ASSIGNMENT})\\Z", re.IGNORECASE | re.ASCII)
+_NOT_VALUE = frozenset(" \t\n\r\x0b\x0c\"'<>,;")  # Hyperscan's \s (ASCII) and the value's delimiters
+_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + "_")
 _VALUE = re.compile(r"(?:[:=]|=>|:=)[ \t]*[\"']?([^\s\"'<>,;]{6,})")
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _PEM_END = re.compile(r"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
@@ -69,10 +77,14 @@ class SecretsDetector(Detector):
 
     def patterns(self) -> list[Pattern]:
         flags = {"assignment": 1}  # HS_FLAG_CASELESS
-        return [Pattern(kind, expr, flags.get(kind, 0)) for kind, expr in PATTERNS.items()]
+        return [Pattern(kind, expr, flags.get(kind, 0), som=kind not in _NO_SOM) for kind, expr in PATTERNS.items()]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
         t = text.text
+        if key in _NO_SOM:
+            start, end = _start_of(t, key, end - 1), end - 1  # the last character is the terminator
+            if start < 0:
+                return
         value = t[start:end]
         if key == "private_key":
             stop = _PEM_END.search(t, end, end + PEM_MAX_CHARS)
@@ -112,3 +124,19 @@ class SecretsDetector(Detector):
             label = "generic_secret"
         score = 0.9 if shannon_entropy(value) >= 3.5 else 0.7
         yield Match("SECRET", s, e, score, value, label=label)
+
+
+def _start_of(t: str, key: str, stop: int) -> int:
+    """The leftmost start of a `key` match ending at `stop` (what Hyperscan's start-of-match would have
+    reported), or -1. The value is a run of non-delimiters ending at `stop` (walked once: Hyperscan
+    reports each such run once); whatever precedes it in the expression (keyword, suffix, quotes,
+    blanks, operator) is at most 49 characters long."""
+    token = stop
+    if key == "github_fine_grained_token":
+        while token > 0 and t[token - 1] in _TOKEN_CHARS:
+            token -= 1
+        return token if t.startswith("github_pat_", token) else -1
+    while token > 0 and t[token - 1] not in _NOT_VALUE:
+        token -= 1
+    found = _ASSIGNMENT_AT_END.search(t, max(0, token - 64), stop)
+    return found.start() if found else -1

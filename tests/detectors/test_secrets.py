@@ -63,3 +63,23 @@ def test_pem_block_spans_to_end_marker(engine):
 def test_entropy():
     assert shannon_entropy("aaaa") == 0
     assert shannon_entropy("abcd") == 2
+
+
+def test_assignment_starting_inside_another_value_is_its_own_secret(engine):
+    # Hyperscan reports assignments where they end; one that begins inside the previous value is found too.
+    found = {(m.label, m.value) for m in engine.scan('password=Wq7Zx9LmApiKey="CU8kz1QpRt" ok')}
+    assert found == {("password", "Wq7Zx9LmApiKey="), ("generic_secret", "CU8kz1QpRt")}
+
+
+@pytest.mark.parametrize("gap", ["=", " = ", "\t:\t", '" => "'])
+def test_assignment_start_is_found_behind_a_long_value(engine, gap):
+    value = "Zx8kQ2mWp7Lr" * 50  # 600 characters: the start is found however far back the keyword is
+    text = f'note: client_secret{gap}{value} end'
+    (m,) = engine.scan(text)
+    assert m.value == value and text[m.start : m.end] == value
+
+
+def test_fine_grained_token_at_the_very_end(engine):
+    token = "github_pat_" + "Ab1_" * 21
+    (m,) = engine.scan(f"ci uses {token}")
+    assert m.value == token and m.label == "github_token"
