@@ -34,8 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "subject": "Your message was {{ action_text }} ({{ incident_id }})",
     "body": (
         "Hello,\n\n"
-        "Your message to {{ recipient_count }} recipient(s) sent at {{ sent }} was {{ action_text }} by the\n"
-        "data-loss prevention system because it appears to contain protected customer data:\n\n"
+        "Your message to {{ recipient_count }} recipient(s) sent at {{ sent }} was {{ action_text }}\n"
+        "by the data-loss prevention system because it appears to contain protected customer data:\n\n"
         "{% for f in findings %}  - {{ f.entity }} {{ f.masked }} (in {{ f.location }})\n{% endfor %}"
         "{% for r in uninspected %}  - content that could not be inspected: {{ r }}\n{% endfor %}\n"
         "Incident: {{ incident_id }}\n\n"
@@ -190,7 +190,11 @@ class Notifier:
         mail["Message-ID"] = make_msgid(domain="dlp.localhost")
         mail["Auto-Submitted"] = "auto-generated"
         mail["X-DLP-Notification"] = verdict.incident_id
-        mail.set_content(self._body.render(context))
+        body = self._body.render(context)
+        # Plain 7bit when it can be (the release link then stays one line a person can copy from any
+        # client, even a raw view); quoted-printable for non-ASCII templates or very long lines.
+        plain = body.isascii() and all(len(line) <= 998 for line in body.splitlines())
+        mail.set_content(body, cte="7bit" if plain else "quoted-printable")
         return mail.as_bytes()
 
 

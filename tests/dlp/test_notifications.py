@@ -4,6 +4,7 @@ web block page: null sender, counted outcomes, never blocking, never a raw value
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,9 @@ def test_delivers_from_the_null_sender_to_the_agent(tmp_path: Path) -> None:
     assert note.sender == "<>" and note.recipients == ["agent7@callcenter.test"]
     assert CARD.encode() not in note.data and b"411111" not in note.data
     assert b"INC-20261128-0000AAAA" in note.data
+    # The release link is one unbroken line even in the raw message (7bit, not quoted-printable).
+    link = re.search(rb"http://console\.test/release-request/(\S+)\r\n", note.data)
+    assert link is not None and ReleaseLinks(KEY).verify(link.group(1).decode()).sender == "agent7@callcenter.test"
     assert outcome("sent") == before + 1
 
 
