@@ -53,11 +53,11 @@ _TEXT: dict[BlockReason, tuple[int, str, str]] = {
 _NEXT_STEPS: dict[BlockReason, str] = {
     BlockReason.POLICY: (
         "Remove the protected data and send it again, or ask your supervisor how to send it through an "
-        "approved channel. Quote the reference above."
+        "approved channel. Quote the incident reference."
     ),
     BlockReason.QUARANTINE: (
         "A security analyst will review the held copy. If you need it to go through, tell your supervisor "
-        "or the security team why, quoting the reference above. Do not try to send it another way."
+        "or the security team why, quoting the incident reference. Do not try to send it another way."
     ),
     BlockReason.INSPECTION_UNAVAILABLE: "Try again in a moment. If it keeps happening, tell the security team.",
     BlockReason.TOO_LARGE: "Send a smaller file, or ask the security team how to send a large one.",
