@@ -130,6 +130,9 @@ class PassiveSettings:
 
 
 @dataclass(frozen=True, slots=True)
+    # `dlp pcap`: a capture at least this big has its content inspected in forked worker processes
+    # (inspection.workers of them; a negative count keeps inspection in the capture's process).
+    offload_min_bytes: int = 1 * MiB
 class Settings:
     data_dir: str = ".dlp-data"  # deployments set /var/lib/dlp in their config
     log_level: str = "info"

@@ -9,6 +9,7 @@ carrying a card number), responses of full-size segments with their ACKs, and a 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import struct
 import tempfile
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="packets in the generated capture (default 200000)")
     parser.add_argument("--pcap-anchor-packets", type=int, default=20_000,
                         help="packets scapy reads (it is slow; the rate is what counts; default 20000)")
+    parser.add_argument("--pcap-workers", type=int, default=0,
+                        help="inspection worker processes (default 0: one per core; -1: inspect in the "
+                             "capture's process only)")
 
 
 def _checksum(data: bytes) -> int:
@@ -95,7 +99,12 @@ def generate(path: Path, packets: int, seed: int = 7) -> dict[str, int]:
     return {"packets": len(frames), "flows": flows, "requests": requests, "bytes": path.stat().st_size}
 
 
-def _ours(path: Path, data_dir: str) -> dict[str, Any]:
+def _ours(path: Path, data_dir: str, workers: int) -> dict[str, Any]:
+    """One end-to-end run. With workers >= 0 the content is inspected in forked worker processes (0: one
+    per core), as `dlp pcap` does for big captures; forking them is inside the timed region."""
+    import resource
+
+    from dlp.channels.passive import offload
     from dlp.channels.passive.monitor import Monitor
     from dlp.channels.passive.reader import Capture
     from dlp.config import load_settings
@@ -104,13 +113,27 @@ def _ours(path: Path, data_dir: str) -> dict[str, Any]:
 
     settings = load_settings(None, {"data_dir": data_dir})
     inspector = Inspector.from_settings(settings)
-    monitor = Monitor(inspector, value_id_key(settings.data_path), settings.passive)
-    started = time.perf_counter()
-    with Capture(path) as capture:
-        monitor.feed(capture)
-    stats = monitor.finish()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    pool = offload.OrderedInspections(inspector, workers) if workers >= 0 and offload.available() else None
+    if pool is not None:
+        pool.start()
+    monitor = Monitor(inspector, value_id_key(settings.data_path), settings.passive, offload=pool)
+    try:
+        with Capture(path) as capture:
+            monitor.feed(capture)
+        stats = monitor.finish()
+    finally:
+        if pool is not None:
+            pool.close()  # waits for the workers to exit, so that their CPU time is counted below
     seconds = time.perf_counter() - started
-    return {"packets": stats.packets, "seconds": round(seconds, 3), "packets_per_s": round(stats.packets / seconds),
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"workers": pool.workers if pool is not None else 0,
+            "cores": os.cpu_count(),
+            "packets": stats.packets, "seconds": round(seconds, 3), "packets_per_s": round(stats.packets / seconds),
+            "main_cpu_seconds": round(time.process_time() - cpu_started, 3),
+            "worker_cpu_seconds": round(max(0.0, children.ru_utime + children.ru_stime
+                                            - children_before.ru_utime - children_before.ru_stime), 3),
             "transactions": stats.transactions, "findings": dict(stats.entities), "gaps": stats.gaps}
 
 
@@ -133,26 +156,44 @@ def _scapy(path: Path, limit: int) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     packets = int(getattr(args, "pcap_packets", 200_000))
     anchor_packets = int(getattr(args, "pcap_anchor_packets", 20_000))
+    workers = int(getattr(args, "pcap_workers", 0))
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="dlp-bench-pcap-") as tmp:
         path = Path(tmp) / "bench.pcap"
         capture = generate(path, packets, getattr(args, "seed", 7))
-        ours = _ours(path, str(Path(tmp) / "data"))
+        ours = _ours(path, str(Path(tmp) / "data"), workers)
+        inline = _ours(path, str(Path(tmp) / "data"), -1) if workers >= 0 else None
         anchor = _scapy(path, min(anchor_packets, capture["packets"]))
     return {
         "capture": capture,
         "dlp": ours,
+        "dlp_inline": inline,
         "anchor": {"name": "scapy PcapReader + TCPSession (no inspection)", **anchor},
         "ratio": round(ours["packets_per_s"] / anchor["packets_per_s"], 2) if anchor["packets_per_s"] else None,
+        "load_average_before": round(load, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
     }
 
 
+def _line(label: str, run: dict[str, Any]) -> str:
+    cpu = f"CPU s: this process {run['main_cpu_seconds']}" + (
+        f", workers {run['worker_cpu_seconds']}" if run["workers"] else "")
+    return (f"{label}: {run['packets_per_s']:>10,} packets/s ({run['transactions']:,} transactions, findings "
+            f"{run['findings']}; {cpu})")
+
+
 def format_text(result: dict[str, Any]) -> str:
-    cap, ours, anchor = result["capture"], result["dlp"], result["anchor"]
-    return "\n".join([
+    cap, ours, anchor, inline = result["capture"], result["dlp"], result["anchor"], result.get("dlp_inline")
+    lines = [
         f"capture: {cap['packets']:,} packets, {cap['flows']:,} flows, {cap['requests']:,} requests, "
-        f"{cap['bytes'] / 1e6:.1f} MB",
-        f"dlp passive monitor (read+reassemble+parse+inspect): {ours['packets_per_s']:>10,} packets/s "
-        f"({ours['transactions']:,} transactions, findings {ours['findings']})",
+        f"{cap['bytes'] / 1e6:.1f} MB; {ours['cores']} cores, load average {result['load_average_before']} "
+        f"before, {result['load_average_after']} after",
+        _line(f"dlp passive monitor (read+reassemble+parse+inspect, {ours['workers']} inspection workers)", ours),
+    ]
+    if inline is not None:
+        lines.append(_line("dlp passive monitor, inspection in the same process", inline))
+    lines += [
         f"{anchor['name']}: {anchor['packets_per_s']:>10,} packets/s",
         f"ratio: {result['ratio']}x",
-    ])
+    ]
+    return "\n".join(lines)

@@ -166,7 +166,8 @@ def summary_text(source: str, info: dict[str, Any], s: dict[str, Any], seconds: 
 
 # ------------------------------------------------------------------------------------ commands
 
-def _setup(args: argparse.Namespace, log_level: str | None = None) -> tuple[Any, Any, Any, IncidentRecorder | None]:
+def _setup(args: argparse.Namespace, log_level: str | None = None,
+           record: bool = True) -> tuple[Any, Any, Any, IncidentRecorder | None]:
     from dlp import logs
     from dlp.inspect import Inspector
     from dlp.keys import value_id_key
@@ -181,18 +182,42 @@ def _setup(args: argparse.Namespace, log_level: str | None = None) -> tuple[Any,
         inspector = Inspector.from_settings(settings, policy_file=args.policy)
     except PolicyError as exc:
         raise UsageError(str(exc)) from None
-    recorder = None if args.no_record else IncidentRecorder(settings)
+    recorder = IncidentRecorder(settings) if record and not args.no_record else None
     return settings, inspector, value_id_key(settings.data_path), recorder
+
+
+def _offload(settings: Any, inspector: Any, files: list[str]) -> Any:
+    """Worker processes for the content inspection of big captures (forked: they inherit the compiled
+    inspector, so they start in milliseconds), or None to inspect in this process."""
+    from dlp.channels.passive import offload
+
+    if settings.inspection.workers < 0 or not offload.available():
+        return None
+    size = 0
+    for name in files:
+        try:
+            size += Path(name).stat().st_size
+        except OSError:
+            continue  # reported when the file is opened
+    if size < settings.passive.offload_min_bytes:
+        return None
+    pool = offload.OrderedInspections(inspector, settings.inspection.workers)
+    pool.start()
+    return pool
 
 
 def run_pcap(args: argparse.Namespace) -> int:
     from dlp.channels.passive.monitor import Monitor
     from dlp.channels.passive.reader import Capture, CaptureError
 
-    settings, inspector, key, recorder = _setup(args, "warning")
+    # The workers are forked before the recorder exists: forking a process with threads is unsafe.
+    settings, inspector, key, _ = _setup(args, "warning", record=False)
+    pool = _offload(settings, inspector, args.files)
+    recorder = None
     output = Output(args.format, args.all)
     worst, unreadable = Action.PASS, False
     try:
+        recorder = None if args.no_record else IncidentRecorder(settings)
         for path in args.files:
             try:
                 capture = Capture(path)
@@ -202,7 +227,7 @@ def run_pcap(args: argparse.Namespace) -> int:
                 continue
             source = str(path)
             monitor = Monitor(inspector, key, settings.passive, recorder=recorder,
-                              on_result=lambda r, source=source: output.result(source, r))
+                              on_result=lambda r, source=source: output.result(source, r), offload=pool)
             started = time.perf_counter()
 
             def progress(n: int, name: str = Path(path).name, capture: Capture = capture,
@@ -217,6 +242,8 @@ def run_pcap(args: argparse.Namespace) -> int:
             info = {"format": capture.info.format, "warnings": capture.info.warnings}
             output.summary(source, info, stats.as_dict(), time.perf_counter() - started, recorder is not None)
     finally:
+        if pool is not None:
+            pool.close()
         if recorder is not None:
             recorder.close()
     if unreadable:

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from dlp import metrics
 from dlp.channels.passive.decode import Decoder
 from dlp.channels.passive.flows import FlowHandler, endpoint
+from dlp.channels.passive.offload import OrderedInspections
 from dlp.channels.passive.reassembly import Flow, Reassembler, ReassemblyLimits
 from dlp.channels.passive.stats import CaptureStats
 from dlp.channels.passive.transaction import Transaction
 from dlp.config import PassiveSettings
 from dlp.inspect import Inspector, value_id
-from dlp.model import Action, Channel, Envelope, Finding, Message, Verdict, new_incident_id
+from dlp.model import Action, Channel, Envelope, Finding, Message, Reason, Uninspected, Verdict, new_incident_id
 from dlp.pipeline import count
 
 CREDENTIALS_ENTITY = "CLEARTEXT_CREDENTIALS"
@@ -47,12 +48,14 @@ Recorder = Callable[[Message, Verdict], None]
 
 class Monitor:
     def __init__(self, inspector: Inspector, value_key: bytes, settings: PassiveSettings | None = None, *,
-                 recorder: Recorder | None = None, on_result: Callable[[Result], None] | None = None) -> None:
+                 recorder: Recorder | None = None, on_result: Callable[[Result], None] | None = None,
+                 offload: OrderedInspections | None = None) -> None:
         settings = settings or PassiveSettings()
         self.inspector = inspector
         self._key = value_key
         self.recorder = recorder
         self.on_result = on_result
+        self.offload = offload  # offline captures: content inspected in worker processes, results in order
         self.stats = CaptureStats()
         self.decoder = Decoder(self.stats, settings.fragment_timeout_seconds)
         self.max_bytes = min(settings.flow_memcap_bytes, inspector.limits.max_message_bytes)
@@ -113,6 +116,7 @@ class Monitor:
         """End of input: close every flow (reporting holes), expire fragments, flush metrics."""
         self.reassembler.finish()
         self.decoder.fragments.expire(float("inf"))
+        self._drain()
         metrics.CAPTURE_PACKETS.inc(self._packets_since_expire)
         self._packets_since_expire = 0
         return self.stats
@@ -140,9 +144,29 @@ class Monitor:
         message = Message(Channel.PASSIVE, tx.raw, tx.kind, envelope,
                           received=datetime.fromtimestamp(flow.last_ts, UTC) if flow.last_ts else datetime.now(UTC),
                           name=f"{tx.protocol}-{tx.method.lower()}")
-        started = time.perf_counter()
-        verdict = self.inspect(message, tx)
-        count(message, verdict, time.perf_counter() - started)
+        info = None if self.on_result is None else FlowInfo(
+            handler.protocol or tx.protocol, handler.client, handler.server, flow.first_ts, flow.midstream)
+        offload = self.offload
+        if offload is None:
+            started = time.perf_counter()
+            content = self.inspector.inspect(message) if message.raw else Verdict(Action.PASS)
+            self._complete(message, tx, info, content, time.perf_counter() - started)
+            return
+        offload.submit(message, (tx, info))
+        for done, (done_tx, done_info), (outcome, seconds) in offload.ready():
+            self._complete(done, done_tx, done_info, outcome, seconds)
+
+    def _drain(self) -> None:
+        if self.offload is not None:
+            for done, (done_tx, done_info), (outcome, seconds) in self.offload.drain():
+                self._complete(done, done_tx, done_info, outcome, seconds)
+
+    def _complete(self, message: Message, tx: Transaction, info: FlowInfo | None, content: Verdict | Reason,
+                  seconds: float) -> None:
+        """Everything after content inspection, in transaction order: verdict, counts, incident, output."""
+        stats = self.stats
+        verdict = self.conclude(message, tx, content)
+        count(message, verdict, seconds)
         if tx.raw:
             stats.transactions += 1
             stats.inspected_bytes += len(tx.raw)
@@ -159,16 +183,22 @@ class Monitor:
                     self.recorder(message, verdict)
                 except Exception:  # counted and reported in the summary; the capture goes on
                     stats.record_errors += 1
-        if self.on_result is not None:
-            info = FlowInfo(handler.protocol or tx.protocol, handler.client, handler.server, flow.first_ts,
-                            flow.midstream)
+        if self.on_result is not None and info is not None:
             self.on_result(Result(info, message, verdict, describe(tx)))
 
     def inspect(self, message: Message, tx: Transaction) -> Verdict:
         """Inspect the content (when there is any), add what the wire told us (cleartext credentials,
         holes, encryption) and let the policy decide; the enforced action is at most `alert`."""
+        return self.conclude(message, tx, self.inspector.inspect(message) if message.raw else Verdict(Action.PASS))
+
+    def conclude(self, message: Message, tx: Transaction, content: Verdict | Reason) -> Verdict:
+        """The verdict from the content's verdict (or from why there is none: a worker's timeout or error)."""
         inspector = self.inspector
-        verdict = inspector.inspect(message) if message.raw else Verdict(Action.PASS)
+        failed = isinstance(content, Reason)
+        if isinstance(content, Reason):
+            content = Verdict(Action.PASS, uninspected=(
+                Uninspected("message", content, "inspection failed in a worker process"),))
+        verdict = content
         findings = list(verdict.findings)
         if tx.credential_mechanism:
             findings.append(Finding(
@@ -178,7 +208,7 @@ class Monitor:
                 label=tx.credential_mechanism,
             ))
         uninspected = list(verdict.uninspected) + tx.uninspected
-        if len(findings) != len(verdict.findings) or tx.uninspected or not message.raw:
+        if failed or len(findings) != len(verdict.findings) or tx.uninspected or not message.raw:
             evaluation = inspector.policy.evaluate(message, findings, uninspected)
             verdict = replace(
                 verdict,
