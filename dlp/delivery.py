@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import os
 import re
 import smtplib
@@ -51,8 +52,32 @@ class DeliveryResult:
         return self.outcome is Outcome.DELIVERED
 
 
-def _fail(outcome: Outcome, code: int, status: str, kind: str, refused: dict[str, int] | None = None) -> DeliveryResult:
+def failure(outcome: Outcome, code: int, status: str, kind: str,
+            refused: dict[str, int] | None = None) -> DeliveryResult:
     return DeliveryResult(outcome, code, status, kind, refused or {})
+
+
+DELIVERED = DeliveryResult(Outcome.DELIVERED, 250, "2.0.0")
+BAD_ADDRESS = DeliveryResult(Outcome.REJECTED, 553, "5.1.7", "bad_address")
+
+
+def has_bad_address(sender: str, recipients: list[str] | tuple[str, ...]) -> bool:
+    return bool(_CONTROL.search(sender)) or any(_CONTROL.search(r) for r in recipients)
+
+
+def mail_options(sender: str, recipients: list[str], data: bytes, extensions: set[str]) -> list[str] | DeliveryResult:
+    """MAIL FROM parameters the message needs, or the refusal when the next hop lacks an extension it needs
+    (lower-case EHLO keywords in `extensions`)."""
+    options: list[str] = []
+    if not data.isascii():
+        if "8bitmime" not in extensions:
+            return failure(Outcome.REJECTED, 554, "5.6.3", "8bit_unsupported")
+        options.append("BODY=8BITMIME")
+    if not sender.isascii() or not all(r.isascii() for r in recipients):
+        if "smtputf8" not in extensions:
+            return failure(Outcome.REJECTED, 553, "5.6.7", "smtputf8_unsupported")
+        options.append("SMTPUTF8")
+    return options
 
 
 def deliver(
@@ -66,8 +91,8 @@ def deliver(
     helo: str = "dlp.localhost",
 ) -> DeliveryResult:
     """Blocking delivery; run it in a thread from async code."""
-    if _CONTROL.search(sender) or any(_CONTROL.search(r) for r in recipients):
-        return _fail(Outcome.REJECTED, 553, "5.1.7", "bad_address")
+    if has_bad_address(sender, recipients):
+        return BAD_ADDRESS
     if not next_hop:
         if outbox is None:
             raise ValueError("no next hop and no outbox")
@@ -78,11 +103,11 @@ def deliver(
     try:
         client = smtplib.SMTP(host, int(port), local_hostname=helo, timeout=timeout)
     except ConnectionRefusedError:
-        return _fail(Outcome.TEMPFAIL, 451, "4.4.1", "refused")
+        return failure(Outcome.TEMPFAIL, 451, "4.4.1", "refused")
     except TimeoutError:
-        return _fail(Outcome.TEMPFAIL, 451, "4.4.1", "timeout")
+        return failure(Outcome.TEMPFAIL, 451, "4.4.1", "timeout")
     except (OSError, smtplib.SMTPException):
-        return _fail(Outcome.TEMPFAIL, 451, "4.4.1", "connect_error")
+        return failure(Outcome.TEMPFAIL, 451, "4.4.1", "connect_error")
     try:
         return _transaction(client, sender, list(recipients), data, deadline)
     finally:
@@ -98,25 +123,18 @@ def _transaction(client: smtplib.SMTP, sender: str, recipients: list[str], data:
         if code != 250:
             code, _ = client.helo()
             if code != 250:
-                return _mirror(code, "helo")
+                return mirror(code, "helo")
         if client.has_extn("starttls"):
             stage = "starttls"
-            client.starttls(context=_opportunistic_tls())
+            client.starttls(context=opportunistic_tls())
             client.ehlo()
-        options: list[str] = []
-        eight_bit = any(b > 0x7F for b in data)
-        if eight_bit:
-            if not client.has_extn("8bitmime"):
-                return _fail(Outcome.REJECTED, 554, "5.6.3", "8bit_unsupported")
-            options.append("BODY=8BITMIME")
-        if not sender.isascii() or not all(r.isascii() for r in recipients):
-            if not client.has_extn("smtputf8"):
-                return _fail(Outcome.REJECTED, 553, "5.6.7", "smtputf8_unsupported")
-            options.append("SMTPUTF8")
+        options = mail_options(sender, recipients, data, set(client.esmtp_features))
+        if isinstance(options, DeliveryResult):
+            return options
         stage = "mail"
         code, _ = client.mail(sender, options)
         if code != 250:
-            return _mirror(code, "mail")
+            return mirror(code, "mail")
         stage = "rcpt"
         refused: dict[str, int] = {}
         for rcpt in recipients:
@@ -127,42 +145,45 @@ def _transaction(client: smtplib.SMTP, sender: str, recipients: list[str], data:
             client.rset()
             permanent = all(c >= 500 for c in refused.values()) and len(refused) == len(recipients)
             if permanent:
-                return _fail(Outcome.REJECTED, 550, "5.1.1", "rcpt_refused", refused)
-            return _fail(Outcome.TEMPFAIL, 451, "4.5.3", "rcpt_refused", refused)
+                return failure(Outcome.REJECTED, 550, "5.1.1", "rcpt_refused", refused)
+            return failure(Outcome.TEMPFAIL, 451, "4.5.3", "rcpt_refused", refused)
         stage = "data"
         _set_timeout(client, deadline)
         client.putcmd("data")
         code, _ = client.getreply()
         if code != 354:
-            return _mirror(code, "data")
+            return mirror(code, "data")
         stage = "dot"
-        client.send(_dot_stuffed(data))
+        client.send(dot_stuffed(data))
         code, _ = client.getreply()
         if code == 250:
-            return DeliveryResult(Outcome.DELIVERED, 250, "2.0.0")
-        return _mirror(code, "dot")
+            return DELIVERED
+        return mirror(code, "dot")
     except smtplib.SMTPServerDisconnected:
         if stage == "dot":
-            return _fail(Outcome.UNKNOWN, 451, "4.4.2", "disconnected_after_data")
-        return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "disconnected")
+            return failure(Outcome.UNKNOWN, 451, "4.4.2", "disconnected_after_data")
+        return failure(Outcome.TEMPFAIL, 451, "4.4.2", "disconnected")
     except TimeoutError:
         if stage == "dot":
-            return _fail(Outcome.UNKNOWN, 451, "4.4.2", "timeout_after_data")
-        return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "timeout")
+            return failure(Outcome.UNKNOWN, 451, "4.4.2", "timeout_after_data")
+        return failure(Outcome.TEMPFAIL, 451, "4.4.2", "timeout")
     except (OSError, smtplib.SMTPException, ssl.SSLError):
         if stage == "dot":
-            return _fail(Outcome.UNKNOWN, 451, "4.4.2", "error_after_data")
-        return _fail(Outcome.TEMPFAIL, 451, "4.4.2", "protocol_error")
+            return failure(Outcome.UNKNOWN, 451, "4.4.2", "error_after_data")
+        return failure(Outcome.TEMPFAIL, 451, "4.4.2", "protocol_error")
 
 
-def _opportunistic_tls() -> ssl.SSLContext:
-    context = ssl.create_default_context()
+@functools.cache
+def opportunistic_tls() -> ssl.SSLContext:
+    """Encrypt when offered, verify nothing (Postfix's `may`). Built once: making a context per message
+    (create_default_context loads the CA store) cost more than the rest of a loopback hand-off."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
 
 
-def _dot_stuffed(data: bytes) -> bytes:
+def dot_stuffed(data: bytes) -> bytes:
     """CRLF line endings, leading dots doubled, and the final dot (RFC 5321 4.5.2)."""
     out = _LEADING_DOT.sub(b"..", _EOLS.sub(b"\r\n", data))
     if not out.endswith(b"\r\n"):
@@ -175,13 +196,13 @@ def _set_timeout(client: smtplib.SMTP, deadline: float) -> None:
         client.sock.settimeout(max(1.0, deadline - time.monotonic()))
 
 
-def _mirror(code: int, stage: str) -> DeliveryResult:
+def mirror(code: int, stage: str) -> DeliveryResult:
     """Pass on the class of the next hop's reply, with our own fixed text (never the next hop's text)."""
     if 400 <= code < 500:
-        return _fail(Outcome.TEMPFAIL, 451, "4.4.0", f"reply_4xx_{stage}")
+        return failure(Outcome.TEMPFAIL, 451, "4.4.0", f"reply_4xx_{stage}")
     if code >= 500:
-        return _fail(Outcome.REJECTED, 554 if stage in ("data", "dot") else 550, "5.0.0", f"reply_5xx_{stage}")
-    return _fail(Outcome.TEMPFAIL, 451, "4.4.0", f"unexpected_reply_{stage}")
+        return failure(Outcome.REJECTED, 554 if stage in ("data", "dot") else 550, "5.0.0", f"reply_5xx_{stage}")
+    return failure(Outcome.TEMPFAIL, 451, "4.4.0", f"unexpected_reply_{stage}")
 
 
 def _to_outbox(outbox: Path, sender: str, recipients: list[str] | tuple[str, ...], data: bytes) -> DeliveryResult:
@@ -193,5 +214,5 @@ def _to_outbox(outbox: Path, sender: str, recipients: list[str] | tuple[str, ...
     try:
         write_atomic(outbox / name, head + data)
     except OSError:
-        return _fail(Outcome.TEMPFAIL, 451, "4.3.0", "outbox_write_error")
-    return DeliveryResult(Outcome.DELIVERED, 250, "2.0.0")
+        return failure(Outcome.TEMPFAIL, 451, "4.3.0", "outbox_write_error")
+    return DELIVERED

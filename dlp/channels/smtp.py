@@ -8,6 +8,7 @@ dlp.channels.smtp_replies. See docs/smtp-relay.md.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +24,12 @@ from dlp.channels.smtp_protocol import ProtocolOptions, RelaySMTP
 from dlp.channels.smtp_relay import RelayConfig, RelayHandler
 from dlp.durable import purge_temporaries
 from dlp.logs import get_logger
+from dlp.next_hop import NextHopPool, PoolLimits
 
 log = get_logger("dlp.smtp")
 
 FAIL_MODES = ("tempfail", "open")
+_NEXT_HOP = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):[0-9]{1,5}")
 QUARANTINE_REPLIES = ("accept", "reject")
 
 
@@ -56,9 +59,13 @@ class SmtpService:
         self._all_closed = asyncio.Event()
         self._all_closed.set()
         self._commits: set[asyncio.Task[str]] = set()
-        self.executor = ThreadPoolExecutor(max_workers=max(4, min(64, smtp.max_sessions)),
-                                           thread_name_prefix="dlp-smtp-forward")
-        self.handler = RelayHandler(runtime.pipeline, config, self.executor, self._track)
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dlp-smtp-outbox")
+        self.next_hop = NextHopPool(
+            smtp.next_hop, helo=smtp.hostname, timeout=smtp.forward_timeout_seconds,
+            limits=PoolLimits(smtp.next_hop_connections, smtp.next_hop_messages_per_connection,
+                              smtp.next_hop_idle_seconds),
+        ) if smtp.next_hop else None
+        self.handler = RelayHandler(runtime.pipeline, config, self.executor, self._track, self.next_hop)
         self.server: asyncio.Server | None = None
 
     # ------------------------------------------------------------------------------ Gate
@@ -135,6 +142,8 @@ class SmtpService:
         if pending:
             # Commits whose client is gone still finish (shielded), within what is left of the grace.
             await asyncio.wait(pending, timeout=max(0.1, deadline - time.monotonic()))
+        if self.next_hop is not None:
+            await self.next_hop.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         log.info("smtp_stopped")
 
@@ -161,6 +170,12 @@ def build_options(settings: Any) -> ProtocolOptions:
         raise _startup_error(f"smtp.fail_mode must be one of {', '.join(FAIL_MODES)}")
     if smtp.quarantine_reply not in QUARANTINE_REPLIES:
         raise _startup_error(f"smtp.quarantine_reply must be one of {', '.join(QUARANTINE_REPLIES)}")
+    if smtp.next_hop and not _NEXT_HOP.fullmatch(smtp.next_hop):
+        raise _startup_error(f"smtp.next_hop must be HOST:PORT (IPv6 as [addr]:port), got {smtp.next_hop!r}")
+    if smtp.next_hop_connections < 1 or smtp.next_hop_messages_per_connection < 1:
+        raise _startup_error("smtp.next_hop_connections and smtp.next_hop_messages_per_connection must be >= 1")
+    if smtp.next_hop_idle_seconds < 0:
+        raise _startup_error("smtp.next_hop_idle_seconds must be >= 0")
     tls_context = _tls_context(smtp.tls_cert, smtp.tls_key)
     if smtp.require_tls and tls_context is None:
         raise _startup_error("smtp.require_tls needs smtp.tls_cert and smtp.tls_key")

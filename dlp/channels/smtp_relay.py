@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,7 @@ from dlp.delivery import DeliveryResult, Outcome, deliver
 from dlp.inspect import InspectionFailed
 from dlp.logs import get_logger
 from dlp.model import Action, Channel, ContentKind, Envelope, Message, Reason, Verdict
+from dlp.next_hop import NextHopPool
 from dlp.pipeline import Pipeline
 
 log = get_logger("dlp.smtp")
@@ -54,10 +55,11 @@ class RelayHandler:
     """aiosmtpd handler: envelope checks at MAIL / RCPT, enforcement at DATA."""
 
     def __init__(self, pipeline: Pipeline, config: RelayConfig, executor: Executor,
-                 track: Callable[[asyncio.Task[str]], None]) -> None:
+                 track: Callable[[asyncio.Task[str]], None], next_hop: NextHopPool | None = None) -> None:
         self.pipeline = pipeline
         self.config = config
-        self.executor = executor
+        self.executor = executor  # the outbox writes (no next hop)
+        self.next_hop = next_hop  # persistent connections to smtp.next_hop, on this loop
         self._track = track
 
     # ------------------------------------------------------------------------------ envelope
@@ -199,14 +201,16 @@ class RelayHandler:
 
     async def _deliver(self, message: Message, data: bytes) -> DeliveryResult:
         smtp = self.config.smtp
-        call = functools.partial(
-            deliver, smtp.next_hop, message.envelope.sender, message.envelope.recipients, data,
-            outbox=self.config.outbox, timeout=smtp.forward_timeout_seconds, helo=smtp.hostname,
-        )
-        loop = asyncio.get_running_loop()
+        sender, recipients = message.envelope.sender, message.envelope.recipients
+        hand_off: Awaitable[DeliveryResult]
+        if self.next_hop is not None:
+            hand_off = self.next_hop.deliver(sender, recipients, data)
+        else:
+            call = functools.partial(deliver, "", sender, recipients, data, outbox=self.config.outbox)
+            hand_off = asyncio.get_running_loop().run_in_executor(self.executor, call)
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self.executor, call),
-                                          smtp.forward_timeout_seconds + _DELIVERY_GRACE_SECONDS)
+            # The pool bounds each step itself; this is the backstop for a hand-off that never ends.
+            return await asyncio.wait_for(hand_off, smtp.forward_timeout_seconds + _DELIVERY_GRACE_SECONDS)
         except TimeoutError:
             return DeliveryResult(Outcome.UNKNOWN, 451, "4.4.2", "timeout_after_data")
 

@@ -1,42 +1,71 @@
-"""dlp.delivery.deliver against real next hops: what the client may be told for each outcome."""
+"""Delivery against real next hops: what the client may be told for each outcome.
+
+Every outcome test runs twice: through dlp.delivery.deliver (smtplib, one connection per message: the
+store's release and the notifications) and through dlp.next_hop.NextHopPool (the relay's pooled path).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.smtp_sinks import PostfixSmtpSink, RecordingSink, SinkBehaviour, free_port, postfix_tools_available
 
-from dlp.delivery import Outcome, deliver
+from dlp.delivery import DeliveryResult, Outcome, deliver
+from dlp.next_hop import NextHopPool
+
+
+def pooled(next_hop: str, sender: str, recipients: list[str], data: bytes, *, timeout: float = 120.0,
+           **_: Any) -> DeliveryResult:
+    """One message through a fresh NextHopPool on a private loop."""
+    async def once() -> DeliveryResult:
+        pool = NextHopPool(next_hop, timeout=timeout)
+        try:
+            return await pool.deliver(sender, recipients, data)
+        finally:
+            await pool.close()
+
+    return asyncio.run(once())
+
+
+Send = Callable[..., DeliveryResult]
+
+
+@pytest.fixture(params=["deliver", "pool"])
+def send(request: pytest.FixtureRequest) -> Send:
+    return deliver if request.param == "deliver" else pooled
 
 needs_postfix = pytest.mark.skipif(not postfix_tools_available(), reason="Postfix smtp-sink not unpacked")
 DATA = b"Subject: x\r\n\r\n.leading dot survives\r\nend\r\n"
 
 
-def test_delivered_bytes_are_unstuffed_at_the_other_end() -> None:
+def test_delivered_bytes_are_unstuffed_at_the_other_end(send: Send) -> None:
     with RecordingSink() as sink:
-        result = deliver(sink.address, "a@x.test", ["b@y.test"], DATA, timeout=10)
+        result = send(sink.address, "a@x.test", ["b@y.test"], DATA, timeout=10)
         assert result.outcome is Outcome.DELIVERED and result.code == 250
         [got] = sink.wait_for(1)
         assert got.data == DATA
 
 
 @pytest.mark.parametrize("address", ["a\r\nRCPT TO:<evil@x.test>@x.test", "a\x00@x.test"])
-def test_control_characters_in_addresses_never_reach_the_next_hop(address: str) -> None:
+def test_control_characters_in_addresses_never_reach_the_next_hop(address: str, send: Send) -> None:
     with RecordingSink() as sink:
-        assert deliver(sink.address, address, ["b@y.test"], DATA, timeout=10).outcome is Outcome.REJECTED
-        assert deliver(sink.address, "a@x.test", [address], DATA, timeout=10).outcome is Outcome.REJECTED
+        assert send(sink.address, address, ["b@y.test"], DATA, timeout=10).outcome is Outcome.REJECTED
+        assert send(sink.address, "a@x.test", [address], DATA, timeout=10).outcome is Outcome.REJECTED
         assert sink.messages == []
 
 
-def test_connection_refused_is_tempfail_441() -> None:
-    result = deliver(f"127.0.0.1:{free_port()}", "a@x.test", ["b@y.test"], DATA, timeout=5)
+def test_connection_refused_is_tempfail_441(send: Send) -> None:
+    result = send(f"127.0.0.1:{free_port()}", "a@x.test", ["b@y.test"], DATA, timeout=5)
     assert (result.outcome, result.code, result.status, result.kind) == (Outcome.TEMPFAIL, 451, "4.4.1", "refused")
 
 
-def test_partial_recipient_refusal_sends_nothing() -> None:
+def test_partial_recipient_refusal_sends_nothing(send: Send) -> None:
     with RecordingSink(SinkBehaviour(refuse_recipients={"c@y.test": "550 5.1.1 no"})) as sink:
-        result = deliver(sink.address, "a@x.test", ["b@y.test", "c@y.test"], DATA, timeout=10)
+        result = send(sink.address, "a@x.test", ["b@y.test", "c@y.test"], DATA, timeout=10)
         assert result.outcome is Outcome.TEMPFAIL and result.refused == {"c@y.test": 550}
         assert sink.messages == []
 
@@ -47,9 +76,10 @@ def test_partial_recipient_refusal_sends_nothing() -> None:
     (("-q", "."), Outcome.UNKNOWN, "disconnected_after_data"),  # vanished after our dot: maybe delivered
     (("-f", "."), Outcome.REJECTED, "reply_5xx_dot"),
 ])
-def test_stage_of_the_failure_decides_the_outcome(options: tuple[str, str], outcome: Outcome, kind: str) -> None:
+def test_stage_of_the_failure_decides_the_outcome(options: tuple[str, str], outcome: Outcome, kind: str,
+                                                   send: Send) -> None:
     with PostfixSmtpSink(*options) as sink:
-        result = deliver(sink.address, "a@x.test", ["b@y.test"], DATA, timeout=10)
+        result = send(sink.address, "a@x.test", ["b@y.test"], DATA, timeout=10)
         assert (result.outcome, result.kind) == (outcome, kind)
 
 

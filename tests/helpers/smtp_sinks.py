@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -33,6 +34,7 @@ class Received:
     recipients: list[str]
     data: bytes
     at: float  # time.monotonic() when the final dot was read
+    tls: bool = False  # the session had done STARTTLS
 
 
 @dataclass
@@ -41,6 +43,8 @@ class SinkBehaviour:
     data_delay: float = 0.0  # seconds between the final dot and the reply
     refuse_recipients: dict[str, str] = field(default_factory=dict)  # address -> reply
     eight_bit: bool = True  # announce 8BITMIME (False: a 7-bit-only next hop)
+    idle_timeout: float = 300.0  # aiosmtpd closes a session idle this long
+    tls_context: ssl.SSLContext | None = None  # offer STARTTLS
 
 
 class _Handler:
@@ -63,7 +67,8 @@ class _Handler:
         if behaviour.data_reply.startswith("250"):
             with self.sink.lock:
                 self.sink.messages.append(
-                    Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content), at))
+                    Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content), at,
+                             session.ssl is not None))
                 self.sink.arrived.notify_all()
         return behaviour.data_reply
 
@@ -93,7 +98,8 @@ class RecordingSink:
         async def serve() -> asyncio.Server:
             return await self._loop.create_server(
                 lambda: SMTP(handler, hostname="sink.test", enable_SMTPUTF8=self.behaviour.eight_bit,
-                             decode_data=not self.behaviour.eight_bit, loop=self._loop),
+                             decode_data=not self.behaviour.eight_bit, timeout=self.behaviour.idle_timeout,
+                             tls_context=self.behaviour.tls_context, loop=self._loop),
                 "127.0.0.1", 0)
 
         self._server = asyncio.run_coroutine_threadsafe(serve(), self._loop).result(10)
