@@ -93,23 +93,27 @@ class Monitor:
         stats = self.stats
         decode = self.decoder.decode
         add = self.reassembler.add
-        since, n = self._packets_since_expire, 0
+        since, n, counted, nbytes = self._packets_since_expire, 0, 0, 0
         try:
             for ts, linktype, frame in frames:
-                stats.packets += 1
-                stats.bytes += len(frame)
+                nbytes += len(frame)
                 segment = decode(ts, linktype, frame)
                 if segment is not None:
                     add(segment)
                 since += 1
                 n += 1
                 if since >= 8192:
-                    since = 0
+                    # Counted in bulk: two attribute updates per packet are measurable at 10^5 packets/s.
+                    stats.packets += n - counted
+                    stats.bytes += nbytes
+                    counted, nbytes, since = n, 0, 0
                     metrics.CAPTURE_PACKETS.inc(8192)
                     self.decoder.fragments.expire(ts)
                     if progress is not None:
                         progress(n)
         finally:
+            stats.packets += n - counted
+            stats.bytes += nbytes
             self._packets_since_expire = since
 
     def finish(self) -> CaptureStats:
@@ -175,8 +179,9 @@ class Monitor:
             stats.uninspected[str(u.reason)] += 1
         for f in verdict.findings:
             stats.entities[f.entity] += 1
-        self.worst = Action.most_severe([self.worst, verdict.action])
         if verdict.action is not Action.PASS:
+            if verdict.action.rank > self.worst.rank:
+                self.worst = verdict.action
             stats.incidents += 1
             if self.recorder is not None:
                 try:
