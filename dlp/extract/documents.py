@@ -16,7 +16,7 @@ from dlp.extract.cfb import CompoundFile, office_encryption
 from dlp.extract.files import Where, add_text, extract_bytes, printable_strings
 from dlp.extract.rtf import rtf_text
 from dlp.extract.sniff import FileType
-from dlp.extract.xmltext import markup_text
+from dlp.extract.xmltext import cut_sections, markup_text
 from dlp.model import Reason
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns about every oddity of hostile files
@@ -29,17 +29,21 @@ _NOISE_XML = re.compile(
 )
 _EMBEDDED = re.compile(r"^(?:word|xl|ppt)/embeddings/|^Object \d+/|^Objects?/")
 _TEXT_MEMBER = re.compile(r"\.(?:xml|vml|txt)$", re.I)
-_WORKBOOK_SHEET = re.compile(r"<sheet\b([^>]*)/?>")
+_WORKBOOK_SHEET = re.compile(r"<sheet\b([^<>]*)/?>")
 _ATTR = re.compile(r'([\w:]+)\s*=\s*"([^"]*)"')
-_RELATIONSHIP = re.compile(r"<Relationship\b([^>]*)/?>")
-_SHARED_STRING = re.compile(r"<si>(.*?)</si>|<si/>", re.S)
-_SHARED_CELL = re.compile(r'<c\b[^>]*?\bt="s"[^>]*><v>\s*(\d+)\s*</v></c>')
-_FORMULA = re.compile(r"<f\b[^>]*/>|<f\b[^>]*>.*?</f>", re.S)
-_CELL_END = re.compile(r"</c>|<c\b[^>]*/>")
-_ROW_END = re.compile(r"</row>|<row\b[^>]*/>")
+_RELATIONSHIP = re.compile(r"<Relationship\b([^<>]*)/?>")
+_EMPTY_SI = re.compile(r"<si\s*/>")
+# "<c " as a literal prefix lets the regex engine skip ahead with a fast search (a `\b` would not).
+# From the type attribute to the cell's end: the literal prefix lets the engine search ahead fast, and
+# the start of the tag (`<c r="A1" s="3"`) is left in place, closed by the ">" each filled-in string
+# starts with. A cell this misses (odd spacing) still has its string scanned, as an orphan (_xlsx).
+_EXCEL_SHARED_CELL = re.compile(r'<c r="[A-Z]{1,3}[0-9]{1,7}"(?: s="[0-9]{1,5}")? t="s"><v>([0-9]{1,9})</v></c>')
+_SHARED_CELL = re.compile(r' t="s"[^<>]{0,256}><v>\s*(\d+)\s*</v></c>')
+_FORMULA = re.compile(r"<f\b[^<>]*/>|<f\b[^<>]*>[^<]*</f>")
+_EMPTY_CELL = re.compile(r"<c [^<>]*/>")  # literal prefixes: the engine searches for them fast
+_EMPTY_ROW = re.compile(r"<row [^<>]*/>")
 _TRAILING_TABS = re.compile(r"\t+\n")
-_TAG = re.compile(r"<[^>]*>")
-_VALUE = re.compile(r"<v>(.*?)</v>", re.S)
+_TAG = re.compile(r"<[^<>]*>")  # not [^>]: quadratic on runs of "<" without ">"
 _NUMBER = re.compile(r"(\d+)")
 _WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
 
@@ -78,8 +82,7 @@ def _attrs(fragment: str) -> dict[str, str]:
 
 def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
     """Each worksheet (hidden ones too) as rows of tab-separated cells, under `sheet:<name>`."""
-    shared_xml = members.get("xl/sharedStrings.xml", b"").decode("utf-8", "replace")
-    shared = [_plain(m.group(1) or "") for m in _SHARED_STRING.finditer(shared_xml)]
+    shared = shared_strings(members.get("xl/sharedStrings.xml", b"").decode("utf-8", "replace"))
     rels = {}
     for m in _RELATIONSHIP.finditer(members.get(_WORKBOOK_RELS, b"").decode("utf-8", "replace")):
         a = _attrs(m.group(1))
@@ -93,36 +96,94 @@ def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
         if path:
             named[path] = a.get("name", path)
     sheets = sorted((n for n in members if n.startswith("xl/worksheets/") and n.endswith(".xml")), key=_natural)
+    table = SharedTable(shared)
     for path in sheets:
         budget.check_time()
-        text = sheet_text(members[path].decode("utf-8", "replace"), shared)
+        text = sheet_text(members[path].decode("utf-8", "replace"), table)
         location = f"{where.location}/sheet:{named.get(path, posixpath.basename(path))}"
         add_text(text, where.child(location), budget, "text/tab-separated-values")
+    orphans = table.orphans()
+    if orphans:
+        # Strings no cell points at (Excel drops them; a crafted file need not) are scanned too.
+        text = "\n".join(orphans)
+        add_text(html.unescape(text) if "&" in text else text, where.child(f"{where.location}/xl/sharedStrings.xml"),
+                 budget, "text/plain")
 
 
-def sheet_text(xml: str, shared: list[str]) -> str:
-    """Rows as lines, cells joined by tabs. Sheets can be large, so everything but the shared-string
-    lookup is done by C-level substitutions."""
-    escaped = [html.escape(v, quote=False) for v in shared] if shared else []
+class SharedTable:
+    """The shared strings keyed by the index text cells carry, ready to be spliced into a sheet: each
+    as "text\t" (a whole cell replaced) or ">text\t" (closing a cell start tag left in place)."""
 
-    def lookup(m: re.Match[str]) -> str:
+    def __init__(self, strings: list[str]) -> None:
+        self.strings = strings
+        self.keys = list(map(str, range(len(strings))))
+        tabbed = ("\t\x00".join(strings) + "\t").split("\x00") if strings else []  # s + "\t", without a loop
+        self.whole = dict(zip(self.keys, tabbed, strict=True))
+        self._closing: dict[str, str] | None = None
+        self.used: set[str] = set()
+
+    @property
+    def closing(self) -> dict[str, str]:
+        if self._closing is None:
+            self._closing = dict(zip(self.keys, map(">".__add__, self.whole.values()), strict=True))
+        return self._closing
+
+    def fill(self, text: str, pattern: re.Pattern[str], cells: dict[str, str], missing: str) -> str:
+        pieces = pattern.split(text)  # [xml, index, xml, index, ..., xml]
+        if len(pieces) == 1:
+            return text
+        keys = pieces[1::2]
+        self.used.update(keys)
         try:
-            return escaped[int(m.group(1))] + "\t"
-        except (ValueError, IndexError):
-            return "\t"
+            pieces[1::2] = map(cells.__getitem__, keys)  # all C-level: no Python work per cell
+        except KeyError:  # "007", or an index past the table (corrupt or crafted: that cell is empty)
+            normal = [str(int(k)) for k in keys]
+            self.used.update(normal)
+            pieces[1::2] = [cells.get(k, missing) for k in normal]
+        return "".join(pieces)
 
-    text = _FORMULA.sub("", xml)
-    text = _SHARED_CELL.sub(lookup, text)
-    text = _CELL_END.sub("\t", text)
-    text = _ROW_END.sub("\n", text)
-    text = _TAG.sub("", text)
-    text = _TRAILING_TABS.sub("\n", text).rstrip("\t\n")
-    return html.unescape(text) if "&" in text else text
+    def orphans(self) -> list[str]:
+        if len(self.used) >= len(self.strings) and all(str(i) in self.used for i in (0, len(self.strings) - 1)):
+            return []
+        return [s for i, s in enumerate(self.strings) if s and str(i) not in self.used]
 
 
-def _plain(fragment: str) -> str:
-    """Text of a small inline fragment (a shared string, an inline cell): tags dropped, entities decoded."""
-    text = _TAG.sub("", fragment)
+def shared_strings(xml: str) -> list[str]:
+    """The shared-string table, entities still escaped (sheet_text unescapes its whole output once).
+    Done as a few whole-document substitutions: per-string Python work was most of an xlsx's cost."""
+    start = xml.find("<si")
+    if start < 0:
+        return []
+    body = xml[start : xml.rfind("</sst>") if "</sst>" in xml else len(xml)]
+    if "\x00" in body:
+        body = body.replace("\x00", "")  # the separator below; never valid in XML anyway
+    if "<rPh" in body:
+        body = cut_sections(body, "<rPh", "</rPh>")  # phonetic guides repeat the text in kana
+    # The plain shape (<si><t>text</t></si>) by literal replacement, which is several times faster than
+    # a regex; whatever markup remains (rich-text runs, xml:space, <si/>) by the general rules.
+    body = body.replace("</si>", "\x00").replace("<si>", "").replace("<t>", "").replace("</t>", "")
+    if "<" in body:
+        body = _TAG.sub("", _EMPTY_SI.sub("\x00", body))
+    strings = body.split("\x00")
+    if strings and not strings[-1].strip():
+        strings.pop()
+    return strings
+
+
+def sheet_text(xml: str, table: SharedTable) -> str:
+    """Rows as lines, cells joined by tabs. Sheets can be large, so everything is done by C-level
+    substitutions and splits: shared-string cells as Excel writes them are replaced whole, any other
+    spelling of one by the general pattern; then the cell and row ends, then the remaining tags."""
+    text = _FORMULA.sub("", xml) if "<f" in xml else xml
+    text = table.fill(text, _EXCEL_SHARED_CELL, table.whole, "\t")
+    if ' t="s"' in text:
+        text = table.fill(text, _SHARED_CELL, table.closing, ">\t")
+    text = text.replace("</c>", "\t").replace("</row>", "\n").replace("<v>", "").replace("</v>", "")
+    text = _EMPTY_ROW.sub("\n", _EMPTY_CELL.sub("\t", text))
+    text = _TAG.sub("", text).replace("\t\n", "\n")
+    if "\t\n" in text:  # rows ending in several empty cells
+        text = _TRAILING_TABS.sub("\n", text)
+    text = text.rstrip("\t\n")
     return html.unescape(text) if "&" in text else text
 
 
