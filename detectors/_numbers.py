@@ -45,6 +45,18 @@ class Run(list):
     shape: str = ""
 
 
+class RunShape(NamedTuple):
+    """A number run's digit count and layout, as in Run, without the group objects."""
+
+    digits: int
+    shape: str
+
+
+def run_shape(text: str, start: int, end: int) -> RunShape:
+    found = _DIGITS.findall(text, start, end)
+    return RunShape(sum(map(len, found)), "".join([chr(48 + len(g)) for g in found]))
+
+
 def digit_groups(text: str, start: int, end: int) -> Run:
     run = Run()
     digits = 0

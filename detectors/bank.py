@@ -90,7 +90,7 @@ class AbaRoutingDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
-        if not text.mentions(ABA_CONTEXT) or not has_word(text.clause_before(start, 40), ABA_CONTEXT):
+        if not text.mentions_near(ABA_CONTEXT, start, 40) or not has_word(text.clause_before(start, 40), ABA_CONTEXT):
             return
         for g in text.digit_groups(start, end):
             if len(g.digits) == 9 and aba_ok(g.digits) and has_word(text.clause_before(g.start, 40), ABA_CONTEXT):
@@ -105,7 +105,8 @@ class UsBankNumberDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
-        if not text.mentions(ACCOUNT_CONTEXT) or not has_word(text.clause_before(start, 32), ACCOUNT_CONTEXT):
+        if not text.mentions_near(ACCOUNT_CONTEXT, start, 32) or not has_word(text.clause_before(start, 32),
+                                                                              ACCOUNT_CONTEXT):
             return
         t = text.text
         groups = text.digit_groups(start, end)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import hyperscan
 
-from detectors._numbers import Run, digit_groups
+from detectors._numbers import Run, RunShape, digit_groups, run_shape
 from dlp.model import Match
 from dlp.normalize import Normalized, normalize
 
@@ -103,32 +103,65 @@ class ScanText:
     """The normalised text of one scan, with helpers validators share (context windows, offsets, the
     spans that stronger detectors already claimed)."""
 
-    __slots__ = ("_groups", "_lower", "_mentions", "claimed", "normalized", "text")
+    __slots__ = ("_groups", "_lower", "_mentions", "_shapes", "claimed", "normalized", "text")
 
     def __init__(self, normalized: Normalized) -> None:
         self.normalized = normalized
         self.text = normalized.text + "\n"  # the sentinel the patterns saw
         self._groups: dict[tuple[int, int], Run] = {}
+        self._shapes: dict[tuple[int, int], RunShape] = {}
         self._lower: str | None = None
-        self._mentions: dict[tuple[str, ...], bool] = {}
+        self._mentions: dict[tuple[str, ...], list[int]] = {}
         self.claimed = SpanIndex()  # spans of strong matches found so far
 
-    def mentions(self, words: tuple[str, ...]) -> bool:
-        """Whether any of `words` occurs anywhere in the lowercased text, even inside another word: a
-        cheap test, once per text, that lets a detector needing a context word skip every candidate of
-        a text that has none (a word in a context window is also in the whole text)."""
+    def _occurrences(self, words: tuple[str, ...]) -> list[int]:
+        """Sorted start offsets of every occurrence of `words` in the lowercased text (inside other words
+        too), found once per text: the cheap necessary condition for a context word near a candidate."""
         found = self._mentions.get(words)
         if found is None:
             if self._lower is None:
-                self._lower = self.text.lower()
+                lower = self.text.lower()
+                self._lower = lower if len(lower) == len(self.text) else ""  # offsets must line up
             lower = self._lower
-            found = self._mentions[words] = any(w in lower for w in words)
+            found = []
+            for w in words:
+                at = lower.find(w)
+                while at >= 0:
+                    found.append(at)
+                    at = lower.find(w, at + 1)
+            found.sort()
+            self._mentions[words] = found
         return found
+
+    def mentions(self, words: tuple[str, ...]) -> bool:
+        """Whether any of `words` occurs anywhere in the lowercased text, even inside another word: a
+        text that has none can skip every context test for these words."""
+        return bool(self._occurrences(words)) or self._lower == ""
+
+    def mentions_near(self, words: tuple[str, ...], start: int, chars: int) -> bool:
+        """Whether one of `words` starts within `chars` characters before `start`: false means that no
+        context window of that size before `start` can hold one of them."""
+        found = self._occurrences(words)
+        if self._lower == "":
+            return True  # lowercasing changed the length (rare non-ASCII): no offsets, no shortcut
+        i = bisect.bisect_left(found, start - chars)
+        return i < len(found) and found[i] < start
 
     def is_claimed(self, start: int, end: int) -> bool:
         """Whether [start, end) lies inside a match of a strong entity (card, IBAN, SSN, routing number,
         secret): a weaker match there would be dropped, so it need not be validated."""
         return self.claimed.contains(start, end)
+
+    def shape(self, start: int, end: int) -> RunShape:
+        """How many digits a number run has and its layout (see detectors._numbers.RunShape): enough
+        for most detectors to reject a run before its groups are built."""
+        key = (start, end)
+        shape = self._shapes.get(key)
+        if shape is None:
+            groups = self._groups.get(key)
+            shape = self._shapes[key] = (RunShape(groups.digits, groups.shape) if groups is not None
+                                         else run_shape(self.text, start, end))
+        return shape
 
     def digit_groups(self, start: int, end: int) -> Run:
         """The digit groups of a number run, computed once for all the numeric detectors."""

@@ -26,7 +26,6 @@ from detectors._numbers import (
     has_word,
     luhn_ok,
     separators_between,
-    windows,
 )
 from detectors.base import Detector, Pattern, ScanText
 from dlp.model import Match
@@ -93,6 +92,7 @@ def network_of(digits: str) -> str | None:
     return None
 
 
+_NETWORK_FIRST_DIGITS = frozenset("234568")  # network_of is None for any other first digit
 _MAESTRO = frozenset({"5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763"})
 
 
@@ -111,19 +111,33 @@ class CardDetector(Detector):
         if key == "swapped":
             yield from self._swapped(text, start, end)
             return
-        groups = text.digit_groups(start, end)
-        if groups.digits < 12:
+        if text.shape(start, end).digits < 12:
             return
+        groups = text.digit_groups(start, end)
+        t = text.text
+        size = len(t)
+        count = len(groups)
         best: dict[int, tuple[int, str, str]] = {}  # first group -> (last group, digits, network)
-        for first, last, digits in windows(groups, 12, 19):
-            if not _edges_ok(text.text, groups[first], groups[last]):
+        # Every window of whole groups with 12-19 digits (see _numbers.windows), not glued to a letter on
+        # either side (a reference such as INV4111...), starting with a network's first digit.
+        for first in range(count):
+            g0 = groups[first]
+            if g0.digits[0] not in _NETWORK_FIRST_DIGITS or (g0.start > 0 and t[g0.start - 1].isalnum()):
                 continue
-            network = network_of(digits)
-            if network is None or not luhn_ok(digits):
-                continue
-            if self.exclude_test_numbers and digits in TEST_NUMBERS:
-                continue
-            best[first] = (last, digits, network)  # windows grow from each start: the longest wins
+            digits = ""
+            for last in range(first, count):
+                g1 = groups[last]
+                digits += g1.digits
+                if len(digits) > 19:
+                    break
+                if len(digits) < 12 or (g1.end < size and t[g1.end].isalnum()):
+                    continue
+                network = network_of(digits)
+                if network is None or not luhn_ok(digits):
+                    continue
+                if self.exclude_test_numbers and digits in TEST_NUMBERS:
+                    continue
+                best[first] = (last, digits, network)  # windows grow from each start: the longest wins
         chosen: list[tuple[int, int, str, str]] = []
         taken_until = -1
         for first in sorted(best):

@@ -63,7 +63,7 @@ class PhoneDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
-        if text.digit_groups(start, end).digits < 7:
+        if text.shape(start, end).digits < 7:
             return
         t = text.text
         if start > 0 and t[start - 1] == "(":

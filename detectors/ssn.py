@@ -37,13 +37,14 @@ class SsnDetector(Detector):
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
         t = text.text
-        groups = text.digit_groups(start, end)
-        if "9" not in groups.shape and "324" not in groups.shape:
+        shape = text.shape(start, end).shape
+        if "9" not in shape and "324" not in shape:
             return  # neither a 9-digit group nor 3-2-4 groups: nothing below can match
+        groups = text.digit_groups(start, end)
         for i, g in enumerate(groups):
             if len(g.digits) == 9:
                 candidate, first, last, sep = g.digits, i, i, ""
-            elif i + 2 < len(groups) and [len(x.digits) for x in groups[i : i + 3]] == [3, 2, 4]:
+            elif shape.startswith("324", i):
                 seps = separators_between(t, groups, i, i + 2)
                 if seps[0] != seps[1] or seps[0] not in ("-", " ", "."):
                     continue
