@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import itertools
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,8 +88,17 @@ class Reason(enum.StrEnum):
     INSPECTION_ERROR = "inspection_error"
 
 
+_id_source: tuple[int, str, itertools.count[int]] = (0, "", itertools.count())
+
+
 def new_message_id() -> str:
-    return "m-" + secrets.token_hex(8)
+    """Unique per process and across processes (a random prefix per process, renewed after a fork),
+    without a system call per message."""
+    global _id_source
+    pid = os.getpid()
+    if _id_source[0] != pid:
+        _id_source = (pid, secrets.token_hex(5), itertools.count())
+    return f"m-{_id_source[1]}{next(_id_source[2]):06x}"
 
 
 def new_incident_id(now: datetime | None = None) -> str:
