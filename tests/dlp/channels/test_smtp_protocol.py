@@ -7,12 +7,15 @@ import random
 import smtplib
 import ssl
 import time
+import types
 from pathlib import Path
 
 import argon2
+import hypothesis
 import pytest
 from helpers.smtp_relay import RawClient, RelayUnderTest, self_signed_cert
 from helpers.smtp_sinks import RecordingSink, SinkBehaviour
+from hypothesis import strategies as st
 
 from dlp.channels import smtp_replies as replies
 from dlp.store import IncidentQuery
@@ -322,3 +325,36 @@ def test_repeated_auth_failures_close_the_session(tmp_path: Path, sink: Recordin
 def test_auth_is_not_offered_without_a_users_file(relay: RelayUnderTest) -> None:
     client = session(relay)
     assert client.code(b"AUTH PLAIN AGFnZW50AHB3") == replies.NOT_IMPLEMENTED
+
+
+# ------------------------------------------------------------------------------ address parsing
+_ADDRESS_PIECES = ["<", ">", "a", "b.c", "@", "x.test", ".", "..", " ", "\"q r\"", "(c)", "[1.2.3.4]", "-", "+",
+                   "é", ":", ",", " SIZE=10", " BODY=8BITMIME", "<>", "\\", "x" * 70]
+
+
+@hypothesis.settings(max_examples=400, deadline=None)
+@hypothesis.given(pieces=st.lists(st.sampled_from(_ADDRESS_PIECES), max_size=8), limit=st.sampled_from([0, 64]))
+def test_fast_address_parsing_agrees_with_aiosmtpd(pieces: list[str], limit: int) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    from dlp.channels.smtp_protocol import RelaySMTP
+
+    def stock(arg: str) -> tuple[str | None, str | None]:
+        try:
+            return SMTP._getaddr(holder, arg)  # type: ignore[arg-type]
+        except IndexError:  # aiosmtpd's parser fails on e.g. "<"; the relay refuses it as malformed
+            return None, None
+
+    holder = types.SimpleNamespace(local_part_limit=limit)
+    arg = "".join(pieces)
+    plain = f"<{arg.replace(' ', '')}@x.test> SIZE=10"
+    for text in (arg, plain):
+        assert RelaySMTP._getaddr(holder, text) == stock(text)  # type: ignore[arg-type]
+
+
+def test_a_lone_angle_bracket_is_a_malformed_address(relay: RelayUnderTest) -> None:
+    client = session(relay)
+    try:
+        assert client.code(b"MAIL FROM:<").startswith("553 5.1.3")
+    finally:
+        client.close()
