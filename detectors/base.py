@@ -119,10 +119,7 @@ class ScanText:
         too), found once per text: the cheap necessary condition for a context word near a candidate."""
         found = self._mentions.get(words)
         if found is None:
-            if self._lower is None:
-                lower = self.text.lower()
-                self._lower = lower if len(lower) == len(self.text) else ""  # offsets must line up
-            lower = self._lower
+            lower = self.lower()
             found = []
             for w in words:
                 at = lower.find(w)
@@ -132,6 +129,15 @@ class ScanText:
             found.sort()
             self._mentions[words] = found
         return found
+
+    def lower(self) -> str:
+        """The lowercased text, computed once; "" when lowercasing changed its length (a rare character
+        such as "İ" whose lower case is two characters), since offsets would no longer line up."""
+        lower = self._lower
+        if lower is None:
+            lower = self.text.lower()
+            lower = self._lower = lower if len(lower) == len(self.text) else ""
+        return lower
 
     def mentions(self, words: tuple[str, ...]) -> bool:
         """Whether any of `words` occurs anywhere in the lowercased text, even inside another word: a
@@ -150,7 +156,8 @@ class ScanText:
     def is_claimed(self, start: int, end: int) -> bool:
         """Whether [start, end) lies inside a match of a strong entity (card, IBAN, SSN, routing number,
         secret): a weaker match there would be dropped, so it need not be validated."""
-        return self.claimed.contains(start, end)
+        claimed = self.claimed
+        return bool(claimed.spans) and claimed.contains(start, end)
 
     def shape(self, start: int, end: int) -> RunShape:
         """How many digits a number run has and its layout (see detectors._numbers.RunShape): enough
@@ -173,7 +180,8 @@ class ScanText:
 
     def before(self, start: int, chars: int = 48) -> str:
         """The lowercased text just before `start` (context words)."""
-        return self.text[max(0, start - chars) : start].lower()
+        lower = self._lower if self._lower is not None else self.lower()
+        return lower[max(0, start - chars) : start] if lower else self.text[max(0, start - chars) : start].lower()
 
     def clause_before(self, start: int, chars: int = 40) -> str:
         """The lowercased text before `start` back to the start of its sentence or line: context words
@@ -183,7 +191,8 @@ class ScanText:
         return window[cut + 1 :] if cut >= 0 else window
 
     def after(self, end: int, chars: int = 32) -> str:
-        return self.text[end : end + chars].lower()
+        lower = self._lower if self._lower is not None else self.lower()
+        return lower[end : end + chars] if lower else self.text[end : end + chars].lower()
 
     def around(self, start: int, end: int, before: int = 48, after: int = 32) -> str:
         return self.before(start, before) + " " + self.after(end, after)

@@ -81,6 +81,11 @@ class PhoneDetector(Detector):
             if whole is not None:
                 yield whole
                 continue
+            if refs.get(s) and (t[s].isdigit() or t[s + 1].isdigit()) and "+" not in t[s + 1 : e] and (
+                    "(" not in t[s + 1 : e]):
+                # After a reference word ("invoice 212-555-0142"): every window from this start fails the
+                # same test, and no later group is marked with + or ( to start another number.
+                continue
             # Several numbers in one run ("+1 917 614 4603 3555 9103 ..."): try the group-aligned
             # windows, longest first from each start.
             groups = list(_GROUP_SPANS.finditer(t, s, e))
@@ -140,8 +145,10 @@ class PhoneDetector(Detector):
 
 def _after_reference(before: str) -> bool:
     """One of the last two words names a record ("invoice", "order #", "id"...), not a phone."""
-    last_words = before.replace(":", " ").split()[-2:]
-    return any(w.strip(".#:") in REFERENCE_WORDS or w.endswith("#") for w in last_words)
+    for word in before.replace(":", " ").rsplit(None, 2)[-2:]:
+        if word.endswith("#") or word.strip(".#:") in REFERENCE_WORDS:
+            return True
+    return False
 
 
 def _phone_shaped(candidate: str, groups: list[str]) -> bool:

@@ -85,3 +85,10 @@ def test_claimed_span_containment():
     view.claimed.append((5, 21))
     assert view.is_claimed(5, 21) and view.is_claimed(8, 12)
     assert not view.is_claimed(4, 12) and not view.is_claimed(20, 22)
+
+
+def test_context_words_found_when_lowercasing_changes_the_text_length(engine):
+    # "İ" lowercases to two characters: context lookups fall back from the cached lowercase text.
+    for prefix in ("", "İİİ "):
+        found = {(m.entity, m.value) for m in engine.scan(f"{prefix}customer ssn 536221234 and routing 021000021")}
+        assert found == {("US_SSN", "536221234"), ("ABA_ROUTING_NUMBER", "021000021")}, prefix
