@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -21,17 +22,18 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Durably replace `path` with `data`. On any error no partial file remains and the error is raised."""
+def write_atomic(path: Path, data: bytes | Iterable[bytes | memoryview], mode: int = 0o600) -> None:
+    """Durably replace `path` with `data` (bytes, or pieces streamed in order so a large file is never
+    joined in memory). On any error no partial file remains and the error is raised."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f"{TMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            for piece in [data] if isinstance(data, bytes | bytearray | memoryview) else data:
+                view = memoryview(piece)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -195,6 +195,13 @@ def _inspect_in_worker(message: Message) -> Verdict:
     return _worker_inspector.inspect(message)
 
 
+def kill_executor(executor: ProcessPoolExecutor) -> None:
+    """Stop a pool whose worker is stuck: a running task cannot be cancelled, only its process killed."""
+    for proc in list(getattr(executor, "_processes", {}).values()):
+        proc.kill()
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
 class InspectionPool:
     """Runs inspections in worker processes so that the SMTP and HTTP servers keep answering.
 
@@ -259,12 +266,9 @@ class InspectionPool:
             metrics.POOL_QUEUE_DEPTH.set(self.queue_depth)
 
     def _recycle(self) -> None:
-        if self._executor is None:
-            return
-        old, self._executor = self._executor, None
-        for proc in list(getattr(old, "_processes", {}).values()):
-            proc.kill()
-        old.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            old, self._executor = self._executor, None
+            kill_executor(old)
 
     def close(self) -> None:
         if self._executor is not None:

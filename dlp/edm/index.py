@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import secrets
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from dlp.durable import TMP_PREFIX, fsync_directory
+from dlp.durable import write_atomic
 from dlp.edm.hashing import RECORD_KIND, TOKEN_KIND, KeyedHasher, check_client
 from dlp.edm.normalize import (
     DIGITS,
@@ -183,30 +182,9 @@ class IndexBuilder:
             pad = _align(cursor) - cursor
             pieces.append(b"\0" * pad)
             cursor += pad
-        _write_pieces_atomic(path, pieces)
+        write_atomic(path, pieces)
         header["bytes"] = path.stat().st_size
         return header
-
-
-def _write_pieces_atomic(path: Path, pieces: list[bytes | memoryview]) -> None:
-    """dlp.durable.write_atomic, streaming the pieces instead of joining a large index in memory."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f"{TMP_PREFIX}{secrets.token_hex(6)}-{path.name}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            for piece in pieces:
-                view = memoryview(piece)
-                while view:
-                    view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
 
 
 class EdmIndex:

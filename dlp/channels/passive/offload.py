@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from dlp.inspect import Inspector
+from dlp.inspect import Inspector, kill_executor
 from dlp.model import Action, Message, Reason, Verdict
 
 # One message's outcome: a verdict, or why there is none; and the seconds inspection took.
@@ -199,9 +199,7 @@ class OrderedInspections:
         old, self._executor = self._executor, None
         self.recycled += 1
         if old is not None:
-            for proc in list(getattr(old, "_processes", {}).values()):
-                proc.kill()
-            old.shutdown(wait=False, cancel_futures=True)
+            kill_executor(old)
 
     def close(self) -> None:
         if self._executor is not None:
