@@ -6,7 +6,8 @@ predefined pattern recognizers and a blank spaCy pipeline (no model download; NE
 nothing, which only flatters presidio's speed). presidio runs on a prefix of the corpus (--presidio-mb)
 because it is slow; dlp is timed again on exactly those texts, in rounds alternating with presidio's,
 and the ratio compares the two on the same texts. Each engine is warmed up before timing, runs
---repeat rounds (a full garbage collection before each) and is reported by its best round by CPU
+--repeat rounds, each on a fresh corpus (seed, seed + 1, ...: a cache of values seen in an earlier
+round must not flatter a later one) after a full garbage collection, and is reported by its best round by CPU
 time of this process: both engines are single-threaded, and on a shared machine CPU time is what
 they cost while wall time is what the neighbours left over (wall-clock MB/s and the wall ratio are
 reported too). Accuracy: recall and precision per entity against the corpus's ground truth (matches
@@ -22,7 +23,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from dlp.bench.corpus import MEASURED_ENTITIES, Sample, generate
 
@@ -39,8 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default 3)")
 
 
-def _round(samples: list[Sample], scan: Callable[[str], Any]) -> tuple[float, float, list[float]]:
-    """One timed pass: (wall seconds, CPU seconds of this process, per-message wall latencies)."""
+class _Round(NamedTuple):
+    wall: float
+    cpu: float
+    latencies: list[float]
+    size: int
+    messages: int
+
+
+def _round(samples: list[Sample], scan: Callable[[str], Any]) -> _Round:
+    """One timed pass: wall seconds, CPU seconds of this process, per-message wall latencies."""
     latencies: list[float] = []
     clock = time.perf_counter
     gc.collect()  # start every round with the same heap: a collection inside one round only is noise
@@ -49,31 +58,46 @@ def _round(samples: list[Sample], scan: Callable[[str], Any]) -> tuple[float, fl
         t0 = clock()
         scan(s.text)
         latencies.append(clock() - t0)
-    return clock() - started, time.process_time() - cpu_started, latencies
+    wall, cpu = clock() - started, time.process_time() - cpu_started
+    return _Round(wall, cpu, latencies, sum(len(s.text.encode()) for s in samples), len(samples))
 
 
-def _summary(samples: list[Sample], rounds: list[tuple[float, float, list[float]]]) -> dict[str, Any]:
+def _summary(rounds: list[_Round]) -> dict[str, Any]:
     """Throughput of the best round by CPU time (the machine may be shared: CPU time of this
     single-threaded process is what the engine costs), with that round's wall time and latencies."""
-    wall, cpu, latencies = min(rounds, key=lambda r: r[1])
-    size = sum(len(s.text.encode()) for s in samples)
-    latencies = sorted(latencies)
+    best = min(rounds, key=lambda r: r.cpu / r.size)
+    latencies = sorted(best.latencies)
+    wall, cpu, size = best.wall, best.cpu, best.size
     return {
         "bytes": size,
-        "messages": len(samples),
+        "messages": best.messages,
         "rounds": len(rounds),
         "seconds": round(wall, 4),
         "cpu_seconds": round(cpu, 4),
         "mb_per_s": round(size / MB / wall, 3) if wall else 0.0,
         "cpu_mb_per_s": round(size / MB / cpu, 3) if cpu else 0.0,
-        "messages_per_s": round(len(samples) / wall, 1) if wall else 0.0,
+        "messages_per_s": round(best.messages / wall, 1) if wall else 0.0,
         "p50_ms": round(statistics.median(latencies) * 1000, 4),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 4),
     }
 
 
-def _throughput(samples: list[Sample], scan: Callable[[str], Any], repeat: int = 1) -> dict[str, float]:
-    return _summary(samples, [_round(samples, scan) for _ in range(max(1, repeat))])
+class _Corpora:
+    """Round r scans the corpus of seed + r: a fresh corpus every round, so that no cache of values
+    seen in an earlier round (phone numbers already parsed, say) flatters the later rounds."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = size, seed
+        self._made: dict[int, list[Sample]] = {}
+
+    def __getitem__(self, r: int) -> list[Sample]:
+        if r not in self._made:
+            self._made[r] = generate(self.size, seed=self.seed + r)
+        return self._made[r]
+
+
+def _throughput(corpora: _Corpora, scan: Callable[[str], Any], repeat: int = 1) -> dict[str, float]:
+    return _summary([_round(corpora[r], scan) for r in range(max(1, repeat))])
 
 
 def accuracy(samples: Iterable[Sample], found: Iterable[set[tuple[str, str]]]) -> dict[str, Any]:
@@ -165,7 +189,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     min_score = float(getattr(args, "min_score", 0.5))
     presidio_mb = float(getattr(args, "presidio_mb", 1.0))
     repeat = max(1, int(getattr(args, "repeat", 3) or 1))
-    samples = generate(int(size_mb * MB), seed=seed)
+    corpora = _Corpora(int(size_mb * MB), seed)
+    samples = corpora[0]
     policy = load_policy(None)
     started = time.perf_counter()
     detectors = build_detectors(policy.detectors)
@@ -180,7 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "detectors": sorted(d.name for d in detectors.detectors), "compile_seconds": round(compile_s, 3)}
 
     found: list[set[tuple[str, str]]] = []
-    results["dlp"] = _throughput(samples, detectors.scan, repeat)
+    results["dlp"] = _throughput(corpora, detectors.scan, repeat)
     for s in samples:
         found.append(_dlp_found(detectors.scan(s.text), min_score))
     results["dlp"]["accuracy"] = accuracy(samples, found)
@@ -191,26 +216,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         inspector = Inspector(policy, b"\x00" * 32, detectors=detectors)
         results["inspector"] = _throughput(
-            samples, lambda text: inspector.inspect(Message(Channel.SCAN, text.encode(), ContentKind.FILE)), repeat)
+            corpora, lambda text: inspector.inspect(Message(Channel.SCAN, text.encode(), ContentKind.FILE)), repeat)
 
     results["ratio"] = None
     if presidio_mb > 0:
-        results.update(_versus_presidio(samples, detectors, presidio_mb, min_score, repeat))
+        results.update(_versus_presidio(corpora, detectors, presidio_mb, min_score, repeat))
     return results
 
 
-def _versus_presidio(samples: list[Sample], detectors: Any, presidio_mb: float, min_score: float,
+def _versus_presidio(corpora: _Corpora, detectors: Any, presidio_mb: float, min_score: float,
                      repeat: int) -> dict[str, Any]:
-    """presidio and dlp on the same texts (a prefix of the corpus), in alternating rounds so that both
-    see the same machine; the ratio compares the best round of each by CPU time."""
+    """presidio and dlp on the same texts (a prefix of each round's corpus), in alternating rounds so
+    that both see the same machine; the ratio compares the best round of each by CPU time."""
     analyzer = build_presidio()
-    subset: list[Sample] = []
-    budget = presidio_mb * MB
-    for s in samples:
-        if budget <= 0:
-            break
-        subset.append(s)
-        budget -= len(s.text.encode())
+
+    def prefix(samples: list[Sample]) -> list[Sample]:
+        subset: list[Sample] = []
+        budget = presidio_mb * MB
+        for s in samples:
+            if budget <= 0:
+                break
+            subset.append(s)
+            budget -= len(s.text.encode())
+        return subset
+
+    subset = prefix(corpora[0])
     for s in subset[:50]:  # warm-up, as for dlp: excluded from timing
         analyzer.analyze(s.text, language="en")
 
@@ -218,11 +248,11 @@ def _versus_presidio(samples: list[Sample], detectors: Any, presidio_mb: float, 
         return analyzer.analyze(text, language="en")
 
     presidio_rounds, dlp_rounds = [], []
-    for _ in range(repeat):
-        presidio_rounds.append(_round(subset, analyze))
-        dlp_rounds.append(_round(subset, detectors.scan))
-    out: dict[str, Any] = {"presidio": _summary(subset, presidio_rounds),
-                           "dlp_same_texts": _summary(subset, dlp_rounds)}
+    for r in range(repeat):
+        texts = prefix(corpora[r])
+        presidio_rounds.append(_round(texts, analyze))
+        dlp_rounds.append(_round(texts, detectors.scan))
+    out: dict[str, Any] = {"presidio": _summary(presidio_rounds), "dlp_same_texts": _summary(dlp_rounds)}
     presidio_found = []
     for s in subset:
         hits = analyze(s.text)
