@@ -19,6 +19,7 @@ _BASE64_RUN = re2.compile(r"(?:[A-Za-z0-9+/_-]{20,}={0,2}[ \t]*\r?\n?)+")
 _HEX_RUN = re2.compile(r"[0-9A-Fa-f]{24,}")
 _PERCENT = re2.compile(r"%[0-9A-Fa-f]{2}")
 _WHITESPACE = re.compile(r"\s+")
+_ANY_LONG_RUN = re.compile(r"[A-Za-z0-9+/_-]{20}")  # every base64 or hex run above contains one
 MIN_BASE64 = 24
 MAX_BLOB_NESTING = 2
 
@@ -67,16 +68,19 @@ def decode_blobs(text: str, location: str, budget: Budget, emit: Emit, nesting: 
         emit(data, f"{location}/{encoding}" + (f"[{index}]" if index else ""))
         return allowance > 0
 
-    for m in _BASE64_RUN.finditer(text):
+    # Cheap C-level pre-checks: most texts have no long run at all, and re2's Python layer costs more
+    # per call than `re` does on a miss.
+    long_run = _ANY_LONG_RUN.search(text) is not None
+    for m in _BASE64_RUN.finditer(text) if long_run else ():
         if len(m.group()) >= MIN_BASE64 and not take(_b64(m.group()), "base64"):
             return
         if budget.expired():
             return
-    for m in _HEX_RUN.finditer(text):
+    for m in _HEX_RUN.finditer(text) if long_run else ():
         run = m.group()
         if not take(binascii.unhexlify(run[: len(run) - len(run) % 2]), "hex"):
             return
-    if len(_PERCENT.findall(text[:1_000_000])) >= 3:
+    if "%" in text and len(_PERCENT.findall(text[:1_000_000])) >= 3:
         decoded = text
         for _ in range(2):  # double encoding is a common evasion; two rounds cover it
             decoded = unquote_plus(decoded)
