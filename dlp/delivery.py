@@ -185,7 +185,12 @@ def opportunistic_tls() -> ssl.SSLContext:
 
 def dot_stuffed(data: bytes) -> bytes:
     """CRLF line endings, leading dots doubled, and the final dot (RFC 5321 4.5.2)."""
-    out = _LEADING_DOT.sub(b"..", _EOLS.sub(b"\r\n", data))
+    # Counting is C speed; the regexes only run when there is something to change (never for what the
+    # relay forwards: its reader refused bare CR / LF already).
+    crlf_only = data.count(b"\r\n") == data.count(b"\n") == data.count(b"\r")
+    out = data if crlf_only else _EOLS.sub(b"\r\n", data)
+    if out.startswith(b".") or b"\n." in out:
+        out = _LEADING_DOT.sub(b"..", out)
     if not out.endswith(b"\r\n"):
         out += b"\r\n"
     return out + b".\r\n"

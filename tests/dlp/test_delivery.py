@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from helpers.smtp_sinks import PostfixSmtpSink, RecordingSink, SinkBehaviour, free_port, postfix_tools_available
+from hypothesis import strategies as st
 
-from dlp.delivery import DeliveryResult, Outcome, deliver
+from dlp.delivery import DeliveryResult, Outcome, deliver, dot_stuffed
 from dlp.next_hop import NextHopPool
 
 
@@ -88,3 +90,18 @@ def test_outbox_without_a_next_hop(tmp_path: Path) -> None:
     assert result.ok
     [eml] = list((tmp_path / "outbox").glob("*.eml"))
     assert eml.read_bytes() == b"X-DLP-Envelope-From: <a@x.test>\r\nX-DLP-Envelope-To: <b@y.test>\r\n" + DATA
+
+
+@hypothesis.settings(max_examples=500, deadline=None)
+@hypothesis.given(st.lists(st.sampled_from([b"a", b".", b"\r", b"\n", b"\r\n", b"..", b"x y"]), max_size=12))
+def test_dot_stuffing_round_trips(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    stuffed = dot_stuffed(data)
+    assert stuffed.endswith(b"\r\n.\r\n")
+    body = stuffed[:-3]
+    assert body.count(b"\r\n") == body.count(b"\n") == body.count(b"\r")  # CRLF only
+    lines = body.split(b"\r\n")[:-1]
+    assert all(line.startswith(b"..") for line in lines if line.startswith(b"."))
+    normalized = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    unstuffed = b"".join((line[1:] if line.startswith(b".") else line) + b"\r\n" for line in lines)
+    assert unstuffed == (normalized if normalized.endswith(b"\r\n") else normalized + b"\r\n")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import itertools
 import random
 import smtplib
 import ssl
@@ -358,3 +360,74 @@ def test_a_lone_angle_bracket_is_a_malformed_address(relay: RelayUnderTest) -> N
         assert client.code(b"MAIL FROM:<").startswith("553 5.1.3")
     finally:
         client.close()
+
+
+# ------------------------------------------------------------------------------ the DATA reader
+def _line_reader_reference(stream: bytes, max_bytes: int, line_limit: int) -> tuple[bytes | None, str, bytes]:
+    """The rules stated line by line (the reader's previous implementation): (body, refusal, unread)."""
+    lines: list[bytes] = []
+    size, refusal, position, long_line = 0, "", 0, False
+    while True:
+        crlf = stream.find(b"\r\n", position)
+        assert crlf >= 0, "the reference needs a final dot"
+        if crlf - position > line_limit:
+            refusal = refusal or replies.LINE_TOO_LONG
+            long_line, position = True, position + line_limit
+            continue
+        line, position = stream[position:crlf + 2], crlf + 2
+        if long_line:
+            long_line, size = False, size + len(line)
+            continue
+        if line == b".\r\n":
+            break
+        size += len(line)
+        if not refusal and size > max_bytes:
+            refusal = replies.MESSAGE_TOO_BIG
+        if refusal:
+            continue
+        if b"\r" in line[:-2] or b"\n" in line[:-2] or b"\x00" in line:
+            refusal = replies.BARE_LINE_ENDING
+            continue
+        lines.append(line[1:] if line.startswith(b".") else line)
+    return (None if refusal else b"".join(lines)), refusal, stream[position:]
+
+
+async def _chunked_read(stream: bytes, cuts: list[int], max_bytes: int, line_limit: int) -> tuple[bytes | None, str,
+                                                                                                 bytes]:
+    from dlp.channels.smtp_protocol import RelaySMTP, _Refused
+
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=line_limit, loop=loop)
+    reader_like = types.SimpleNamespace(
+        _options=types.SimpleNamespace(max_message_bytes=max_bytes), line_length_limit=line_limit,
+        _timeout_duration=60.0, loop=loop, _reader=reader, transport=object(), _reset_timeout=lambda: None)
+    task = asyncio.ensure_future(RelaySMTP._read_data(reader_like))  # type: ignore[arg-type]
+    edges = [0, *sorted(c % (len(stream) + 1) for c in cuts), len(stream)]
+    for a, b in itertools.pairwise(edges):  # each piece is a separate read for the reader
+        if b > a:
+            reader.feed_data(stream[a:b])
+            await asyncio.sleep(0)
+    try:
+        body: bytes | None = await task
+        refusal = ""
+    except _Refused as exc:
+        body, refusal = None, str(exc)
+    unread = reader._buffer  # type: ignore[attr-defined]
+    return body, refusal, bytes(unread)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    pieces=st.lists(st.sampled_from([b"a", b"bc", b".", b"..", b"\r\n", b"\r", b"\n", b"\x00", b"x" * 9, b" "]),
+                    max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=6),
+    after=st.sampled_from([b"", b"QUIT\r\n", b"MAIL FROM:<a@b.c>\r\n"]),
+)
+def test_the_block_reader_decides_like_a_line_reader(pieces: list[bytes], cuts: list[int], after: bytes) -> None:
+    """Any body, cut into reads anywhere: same body, same refusal, and what followed the dot left unread."""
+    body = b"".join(pieces)
+    stream = body + (b"" if body.endswith(b"\r\n") or not body else b"\r\n") + b".\r\n" + after
+    max_bytes, line_limit = 60, 12
+    expected = _line_reader_reference(stream, max_bytes, line_limit)
+    got = asyncio.run(_chunked_read(stream, cuts, max_bytes, line_limit))
+    assert got == expected
