@@ -36,6 +36,7 @@ class Limits:
     total_extracted_bytes: int = 256 * MiB
     compression_ratio: int = 200
     blob_decode_bytes: int = 4 * MiB  # opportunistic base64/hex/percent decoding per part
+    pdf_pages: int = 2000  # pages read per PDF (the rest reported truncated)
     time_budget_seconds: float = 30.0
 
 

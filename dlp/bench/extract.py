@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds = max(1, int(getattr(args, "extract_rounds", 3)))
     seed = int(getattr(args, "seed", 7))
     files = attachments(rows, seed)
-    for name, data in files.items():  # warm-up: imports (pypdf, docx parts) are not part of the cost
+    for name, data in files.items():  # warm-up: imports (pdfium, docx parts) are not part of the cost
         extract_file(data, name)
     types = {name.rsplit(".", 1)[1]: _time(data, name, rounds, extract_file) for name, data in files.items()}
     slowest = min(types, key=lambda t: types[t]["cpu_mb_per_s"])

@@ -1,14 +1,14 @@
 """Documents: OOXML (docx / xlsx / pptx, every text part incl. hidden sheets, comments, notes, headers
-and footers), OpenDocument, PDF (pypdf), RTF and OLE compound files (encrypted Office packages)."""
+and footers), OpenDocument, PDF (pdfium), RTF and OLE compound files (encrypted Office packages)."""
 
 from __future__ import annotations
 
 import html
-import io
-import logging
 import posixpath
 import re
 import struct
+import threading
+from typing import Any
 
 from dlp.extract.archives import iter_zip
 from dlp.extract.budget import Budget, DecodeError
@@ -19,7 +19,7 @@ from dlp.extract.sniff import FileType
 from dlp.extract.xmltext import cut_sections, markup_text
 from dlp.model import Reason
 
-logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns about every oddity of hostile files
+_PDFIUM = threading.RLock()  # re-entered when a page carries a base64 PDF
 
 _NOISE_XML = re.compile(
     r"(?:^|/)(?:\[Content_Types\]\.xml|[^/]*\.rels|theme\d*\.xml|fontTable\.xml|settings\.xml|webSettings\.xml|"
@@ -68,7 +68,7 @@ def extract_office_package(data: bytes, names: set[str], where: Where, budget: B
             continue
         if name.startswith("xl/worksheets/") or name in ("xl/sharedStrings.xml", "xl/workbook.xml", _WORKBOOK_RELS):
             continue  # read above, as sheets
-        add_text(markup_text(content.decode("utf-8", "replace")), where.child(location), budget, "text/plain")
+        add_text(markup_text(content), where.child(location), budget, "text/plain")
 
 
 def _natural(name: str) -> list[object]:
@@ -217,44 +217,62 @@ def extract_cfb(data: bytes, where: Where, budget: Budget) -> None:
 
 
 def extract_pdf(data: bytes, where: Where, budget: Budget) -> None:
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    """Each page's text (pdfium, ~3x pypdf's speed), image-only pages reported, embedded files extracted.
+    A PDF that needs a user password is encrypted_content; an owner password alone restricts nothing."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
 
-    try:
-        reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted:
-            try:
-                opened = reader.decrypt("")  # an owner password alone still lets anyone read the text
-            except Exception:
-                opened = 0
-            if not opened:
+    with _PDFIUM:  # pdfium is not thread-safe; inline inspection runs messages on threads
+        try:
+            document = pdfium.PdfDocument(data)
+        except pdfium.PdfiumError as exc:
+            if exc.err_code == pdfium_c.FPDF_ERR_PASSWORD:
                 budget.skip(where.location, Reason.ENCRYPTED_CONTENT, "password-protected PDF")
                 return
-        for number, page in enumerate(reader.pages, start=1):
-            budget.check_time()
-            text = page.extract_text() or ""
+            raise DecodeError("corrupt PDF") from exc
+        try:
+            _pdf_pages(document, where, budget)
+            attachments = _pdf_attachments(document)
+        finally:
+            document.close()
+    for name, content in attachments:
+        extract_bytes(content, where.child(f"{where.location}/{name}", archive=1), budget, name=name)
+
+
+def _pdf_pages(document: Any, where: Where, budget: Budget) -> None:
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    pages = len(document)
+    if pages > budget.limits.pdf_pages:
+        cap = budget.limits.pdf_pages
+        budget.skip(where.location, Reason.TRUNCATED, f"PDF has {pages} pages; the first {cap} read")
+    for index in range(min(pages, budget.limits.pdf_pages)):
+        budget.check_time()
+        location = f"{where.location}/page[{index + 1}]"
+        try:
+            page = document[index]
+        except pdfium.PdfiumError:
+            budget.skip(location, Reason.EXTRACTION_FAILED, "page could not be read")
+            continue
+        try:
+            textpage = page.get_textpage()
+            text = textpage.get_text_range()
+            textpage.close()
             if text.strip():
-                add_text(text, where.child(f"{where.location}/page[{number}]"), budget, "application/pdf")
-            elif _page_has_images(page):
-                budget.skip(f"{where.location}/page[{number}]", Reason.NOT_INSPECTED_IMAGE, "page is an image (no OCR)")
-        for name, contents in _pdf_attachments(reader):
-            for content in contents:
-                extract_bytes(content, where.child(f"{where.location}/{name}", archive=1), budget, name=name)
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, AssertionError) as exc:
-        raise DecodeError("corrupt PDF") from exc
+                add_text(text.replace("\r\n", "\n"), where.child(location), budget, "application/pdf")
+            elif any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE], max_depth=4)):
+                budget.skip(location, Reason.NOT_INSPECTED_IMAGE, "page is an image (no OCR)")
+        finally:
+            page.close()
 
 
-def _page_has_images(page: object) -> bool:
-    try:
-        resources = page.get("/Resources") or {}  # type: ignore[attr-defined]
-        xobjects = resources.get("/XObject") or {}
-        return any(x.get_object().get("/Subtype") == "/Image" for x in xobjects.values())
-    except Exception:
-        return True
-
-
-def _pdf_attachments(reader: object) -> list[tuple[str, list[bytes]]]:
-    try:
-        return list(reader.attachments.items())  # type: ignore[attr-defined]
-    except Exception:
-        return []
+def _pdf_attachments(document: Any) -> list[tuple[str, bytes]]:
+    out = []
+    for index in range(document.count_attachments()):
+        try:
+            attachment = document.get_attachment(index)
+            out.append((attachment.get_name() or f"attachment[{index}]", bytes(attachment.get_data())))
+        except Exception:  # one unreadable embedded file does not stop the others
+            continue
+    return out
