@@ -22,7 +22,16 @@ from dlp.model import Action, Finding, Match, Message, Part, Reason, Uninspected
 from dlp.policy import Policy, load_policy
 
 _CONTEXT_CHARS = 40
-_OTHER_NUMBERS = re.compile(r"\d(?:[\d \-.]{3,}\d)")
+# In a context excerpt every digit is hidden (a CVV, a PIN, a date of birth next to a card are as
+# sensitive as the card), and so is the word that follows a secret's label.
+_DIGIT = re.compile(r"\d")
+_SECRET_LABEL = re.compile(
+    r"(?i)\b(cvv2?|cvc2?|csc|pin|pass(?:word|wd|code)?|pwd|pw|secret|token|otp)\b(\s*[:=#]?\s*)(\S+)")
+
+
+def _hide(text: str) -> str:
+    text = _SECRET_LABEL.sub(lambda m: m.group(1) + m.group(2) + "*" * len(m.group(3)), text)
+    return _DIGIT.sub("#", text)
 
 
 class InspectionFailed(Exception):
@@ -157,7 +166,8 @@ def _dedupe(matches: list[Match]) -> list[Match]:
 
 
 def _masked_context(text: str, start: int, end: int, hits: list[_Hit]) -> str:
-    """The text around a finding with every finding in it masked and any other long number hidden."""
+    """The text around a finding with every finding in it masked, every other digit hidden and the
+    value after a secret's label (cvv, pin, password, ...) starred."""
     lo, hi = max(0, start - _CONTEXT_CHARS), min(len(text), end + _CONTEXT_CHARS)
     pieces: list[str] = []
     cursor = lo
@@ -170,10 +180,10 @@ def _masked_context(text: str, start: int, end: int, hits: list[_Hit]) -> str:
                 pieces.append(f"[{hit.masked}]")
                 cursor = m.end
             continue
-        pieces.append(_OTHER_NUMBERS.sub(lambda x: "#" * len(x.group()), text[cursor : m.start]))
+        pieces.append(_hide(text[cursor : m.start]))
         pieces.append(f"[{hit.masked}]")
         cursor = m.end
-    pieces.append(_OTHER_NUMBERS.sub(lambda x: "#" * len(x.group()), text[cursor:hi]))
+    pieces.append(_hide(text[cursor:hi]))
     return " ".join("".join(pieces).split())
 
 
@@ -246,7 +256,8 @@ class InspectionPool:
                 assert self._inspector is not None
                 return await asyncio.wait_for(asyncio.to_thread(self._inspector.inspect, message), budget)
             if self._executor is None:
-                self.start()
+                # (Re)starting forks and warms workers: never on the event loop the servers share.
+                await asyncio.to_thread(self.start)
             assert self._executor is not None
             loop = asyncio.get_running_loop()
             future = loop.run_in_executor(self._executor, _inspect_in_worker, message)

@@ -48,7 +48,16 @@ def test_masked_context_masks_findings_that_straddle_the_edge_or_overlap() -> No
     overlapping = hit(35, 50, "[o]")
     context = _masked_context(text, 45, 54, [name, account, overlapping])
     assert "NAME" not in context and "SECRET" not in context and "ACCOUNT" not in context
-    assert "######" in context, "other long numbers are hidden"
+    assert "######" in context and "123456" not in context, "other numbers are hidden"
+
+
+def test_masked_context_hides_cvv_pin_password_and_every_digit() -> None:
+    text = "Name: Jane Doe, DOB 1980-02-03, card 4111111111111111 exp 12/27 cvv 737, pin 4821, pw Summer2024!"
+    card = hit(text.index("4111"), text.index("4111") + 16, "411111******1111")
+    context = _masked_context(text, card.match.start, card.match.end, [card])
+    for secret in ("1980", "12/27", "737", "4821", "Summer2024"):
+        assert secret not in context, (secret, context)
+    assert "[411111******1111]" in context and "cvv ***" in context
 
 
 def test_budget_overrun_is_reported_not_silently_passed(tmp_path: Path) -> None:
