@@ -103,7 +103,7 @@ class ScanText:
     """The normalised text of one scan, with helpers validators share (context windows, offsets, the
     spans that stronger detectors already claimed)."""
 
-    __slots__ = ("_groups", "_lower", "_mentions", "_shapes", "claimed", "normalized", "text")
+    __slots__ = ("_groups", "_lower", "_mentions", "_shapes", "claimed", "normalized", "notes", "text")
 
     def __init__(self, normalized: Normalized) -> None:
         self.normalized = normalized
@@ -113,6 +113,7 @@ class ScanText:
         self._lower: str | None = None
         self._mentions: dict[tuple[str, ...], list[int]] = {}
         self.claimed = SpanIndex()  # spans of strong matches found so far
+        self.notes: dict[str, Any] = {}  # per-text state a detector's validate() leaves for its finish()
 
     def _occurrences(self, words: tuple[str, ...]) -> list[int]:
         """Sorted start offsets of every occurrence of `words` in the lowercased text (inside other words
@@ -230,6 +231,12 @@ class Detector:
         normalised text; the engine maps them back)."""
         return ()
 
+    def finish(self, text: ScanText) -> Iterable[Match]:
+        """Text-level matches, called once per text after every candidate was validated, for detectors
+        that override it (exact data match: its validate() only collects the pass's candidates in
+        `text.notes`, and the proximity rule needs all of them). Offsets in the normalised text."""
+        return ()
+
     def scan(self, text: str) -> list[Match]:
         """This detector alone over one text (tests, tools). The engine does not call this for
         pattern-based detectors."""
@@ -266,6 +273,7 @@ class DetectorSet:
         self._strong = [[(d, k) for d, k in r if priority(d) >= STRONG] for r in self._routes]
         self._weak = [[(d, k) for d, k in r if priority(d) < STRONG] for r in self._routes]
         self._som = [som for _, _, som in routes]
+        self._finishers = [d for d in detectors if d.patterns() and type(d).finish is not Detector.finish]
         self._db: hyperscan.Database | None = None
         self._local = threading.local()
         if routes:
@@ -305,13 +313,13 @@ class DetectorSet:
 
         assert self._db is not None
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
-        if not reports:
+        if not reports and not self._finishers:
             return []
         char_at = None if ascii_only else _byte_to_char(data)
         view = ScanText(normalized)
         limit = len(folded)
         found: dict[tuple[str, int, int, str], Match] = {}
-        spans = _merge(reports, self._som)
+        spans = _merge(reports, self._som) if reports else []
         if char_at is not None:
             spans = [(pid, char_at(start), char_at(end)) for pid, start, end in spans]
         claimed = view.claimed
@@ -325,6 +333,11 @@ class DetectorSet:
                         name = m.detector or detector.name
                         found.setdefault((m.entity, s, e, name),
                                          Match(m.entity, s, e, m.score, m.value, name, m.label))
+        for detector in self._finishers:
+            for m in detector.finish(view):
+                s, e = normalized.to_original(min(m.start, limit), min(m.end, limit))
+                name = m.detector or detector.name
+                found.setdefault((m.entity, s, e, name), Match(m.entity, s, e, m.score, m.value, name, m.label))
         return list(found.values())
 
 
