@@ -4,17 +4,22 @@ Options (set by the Inspector from the settings and the policy): `data_dir`, whe
 and `keys/edm-<client>.key` live, and `edm`, the policy's `edm:` section (matching rule per client).
 Every index is memory-mapped at construction; without any index the detector does nothing.
 
+In the engine, the detector shares the numeric detectors' number runs from the one Hyperscan pass (its
+`validate` only collects them) and matches the whole text in `finish`; it cuts its own digit runs only
+when some index holds numbers shorter than the shared runs (seven digits).
+
 A match reports the record's fingerprint (a keyed id, never a value) and the label
 "<client>: <field types>", for example "acme: account+name".
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from detectors.base import Detector
+from detectors._numbers import NUMBER_RUN, Run, RunShape
+from detectors.base import Detector, Pattern, ScanText
 from dlp.edm.config import parse_edm
 from dlp.edm.hashing import client_key
 from dlp.edm.index import EdmIndex, EdmIndexError
@@ -23,6 +28,7 @@ from dlp.model import Match
 from dlp.normalize import normalize
 
 ENTITY = "CUSTOMER_RECORD"
+SHARED_RUN_DIGITS = 7  # NUMBER_RUN's shortest run
 
 
 def load_matchers(data_dir: Path, edm_section: Any = None) -> list[Matcher]:
@@ -50,6 +56,22 @@ def record_label(matcher: Matcher, fields: tuple[int, ...]) -> str:
     return f"{matcher.client}: {'+'.join(types)}"
 
 
+class _SharedRuns:
+    """The number runs of one text as the engine's pass found them, with its cached group layouts."""
+
+    __slots__ = ("spans", "view")
+
+    def __init__(self, view: ScanText, spans: list[tuple[int, int]]) -> None:
+        self.view = view
+        self.spans = spans
+
+    def shape(self, start: int, end: int) -> RunShape:
+        return self.view.shape(start, end)
+
+    def digit_groups(self, start: int, end: int) -> Run:
+        return self.view.digit_groups(start, end)
+
+
 class CustomerRecordDetector(Detector):
     name = "customer_record"
     entities = (ENTITY,)
@@ -58,21 +80,43 @@ class CustomerRecordDetector(Detector):
         super().__init__(options)
         data_dir = self.options.get("data_dir")
         self.matchers = load_matchers(Path(data_dir), self.options.get("edm")) if data_dir else []
+        counts = frozenset().union(*(m.number_counts for m in self.matchers))
+        self._wanted: frozenset[int] = counts
+        self._shared_runs = bool(self.matchers) and all(n >= SHARED_RUN_DIGITS for n in counts)
+
+    def patterns(self) -> list[Pattern]:
+        return [Pattern("run", NUMBER_RUN)] if self._shared_runs else []
+
+    def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
+        text.notes.setdefault(self.name, []).append((start, end))
+        return ()
+
+    def finish(self, text: ScanText) -> list[Match]:
+        runs = _SharedRuns(text, text.notes.get(self.name, []))
+        return self._matches(Candidates(text.normalized.text, runs, self._wanted))
 
     def scan(self, text: str) -> list[Match]:
         if not self.matchers or not text:
             return []
+        if self._shared_runs:
+            return super().scan(text)  # the engine's pass over this detector alone
         normalized = normalize(text)
-        candidates = Candidates(normalized.text)
+        out = []
+        for m in self._matches(Candidates(normalized.text, None, self._wanted)):
+            start, end = normalized.to_original(m.start, m.end)
+            out.append(Match(m.entity, start, end, m.score, m.value, m.detector, m.label))
+        return out
+
+    def _matches(self, candidates: Candidates) -> list[Match]:
+        """Matches in the offsets of the text given to Candidates."""
         out: list[Match] = []
         for matcher in self.matchers:
             for found in matcher.match(candidates):
-                start, end = normalized.to_original(found.start, found.end)
                 score = min(1.0, 0.85 + 0.05 * (len(found.fields) - 2))
                 out.append(Match(
                     entity=ENTITY,
-                    start=start,
-                    end=end,
+                    start=found.start,
+                    end=found.end,
                     score=score,
                     value=f"{matcher.client}:{found.fingerprint:016x}",
                     detector=self.name,

@@ -17,6 +17,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -74,14 +75,28 @@ def _fold_word(w: str) -> str:
     return w.replace("'", "").replace("’", "") if ("'" in w or "’" in w) else w
 
 
+class RunSource(Protocol):
+    """Number runs found by the engine's shared pass (detectors.base.ScanText with the spans it saw)."""
+
+    spans: list[tuple[int, int]]
+
+    def shape(self, start: int, end: int) -> Any: ...  # detectors._numbers.RunShape
+    def digit_groups(self, start: int, end: int) -> Any: ...  # detectors._numbers.Run
+
+
 class Candidates:
     """The client-independent pieces of one (normalised) text, each cut on first use: a matcher first
     looks only at the kinds its identifying fields use (numbers, e-mail addresses) and stops there when
     none is in its index, which is what almost every message looks like. Word positions are looked for
     only when some client's word filter knows one of the text's words, and then only for those words."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, runs: RunSource | None = None, wanted: frozenset[int] | None = None) -> None:
+        """`runs`: the number runs the engine's shared Hyperscan pass already found (runs of at least
+        seven digits), instead of cutting them again here; `wanted`: the digit counts some index uses
+        (others are never looked up, so they are not cut out)."""
         self.text = text
+        self._runs = runs
+        self._wanted = wanted
 
     @cached_property
     def lower(self) -> str:
@@ -120,7 +135,11 @@ class Candidates:
 
     @cached_property
     def numbers(self) -> list[tuple[str, int, int, bool]]:
-        """(digits, start, end, written with a leading "+"): every run of digit groups of 5 to 19 digits."""
+        """(digits, start, end, written with a leading "+"): every run of digit groups of 5 to 19 digits
+        (of the wanted counts, when given)."""
+        if self._runs is not None:
+            return self._numbers_of_runs(self._runs)
+        wanted = self._wanted
         out: list[tuple[str, int, int, bool]] = []
         for m in _DIGIT_RUN.finditer(self.text):
             run = m.group()
@@ -142,6 +161,37 @@ class Candidates:
                         break
                     if len(digits) >= MIN_DIGITS:
                         out.append((digits, groups[i][1], groups[j][2], plus and i == 0))
+        if wanted is not None:
+            out = [n for n in out if len(n[0]) in wanted]
+        return out
+
+    def _numbers_of_runs(self, runs: RunSource) -> list[tuple[str, int, int, bool]]:
+        """`numbers` from the shared pass's runs: each run's layout (group lengths, computed once for all
+        numeric detectors) says which windows of consecutive groups have a wanted digit count, and
+        only those runs are cut into groups."""
+        wanted = self._wanted
+        text = self.text
+        out: list[tuple[str, int, int, bool]] = []
+        for start, end in runs.spans:
+            shape = runs.shape(start, end).shape
+            lengths = [ord(c) - 48 for c in shape]
+            n = len(lengths)
+            windows = []
+            for i in range(n):
+                total = 0
+                for j in range(i, n):
+                    total += lengths[j]
+                    if total > _MAX_NUMBER_DIGITS:
+                        break
+                    if total >= MIN_DIGITS and (wanted is None or total in wanted):
+                        windows.append((i, j))
+            if not windows:
+                continue
+            groups = runs.digit_groups(start, end)
+            plus = text[start] == "+"
+            for i, j in windows:
+                digits = groups[i].digits if i == j else "".join(g.digits for g in groups[i:j + 1])
+                out.append((digits, groups[i].start, groups[j].end, plus and i == 0))
         return out
 
     def occurrences(self, known: set[str]) -> list[tuple[str, int, int]]:
@@ -185,6 +235,9 @@ class Matcher:
             n for n in range(7, 16)
             if {n + 1, n, cc + n + 1, n - prefix + cc + 1} & self._phone_lengths
             or any(n - len(p) + 1 in self._phone_lengths for p in self.phone.international_prefixes))
+        # Digit counts this client ever looks up; under seven, the engine's shared number runs miss some.
+        self.number_counts = (self._digit_lengths if DIGITS in self._kinds else frozenset()) | (
+            self._phone_digit_counts if PHONE in self._kinds else frozenset())
         self._seed_kinds = [k for k in (DIGITS, PHONE, EMAIL, COMPACT, DATE, WORDS)
                             if k in {KIND_OF[f.type] for f in index.fields if f.identifying}]
         # Words of past messages that are in none of this client's name or text values ("the", "refund").

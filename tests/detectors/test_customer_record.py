@@ -131,3 +131,27 @@ def test_registered_and_run_by_the_engine(data_dir):
     engine = build_detectors({"customer_record": {"data_dir": str(data_dir)}})
     found = [m for m in engine.scan("Card holder Alice Zimmerman 7300451289") if m.entity == "CUSTOMER_RECORD"]
     assert [m.label for m in found] == ["acme: account+name"]
+
+
+def test_engine_path_shares_the_number_runs_and_maps_offsets(data_dir):
+    engine = build_detectors({"customer_record": {"data_dir": str(data_dir)}})
+    assert engine.detectors[[d.name for d in engine.detectors].index("customer_record")].patterns()
+    text = "Ｚｉｍｍｅｒｍａｎ, Ａｌｉｃｅ: ７３００-４５１-２８９ thanks"  # full-width: offsets map back
+    (m,) = [m for m in engine.scan(text) if m.entity == "CUSTOMER_RECORD"]
+    assert m.label == "acme: account+name" and text[m.start:m.end].startswith("Ｚｉｍ") and text[m.end - 1] == "９"
+    # No number run in the text at all (the pass reports nothing): the e-mail address still seeds.
+    found = [m for m in engine.scan("alice zimmerman <ALICE.Z@mail.example>") if m.entity == "CUSTOMER_RECORD"]
+    assert [m.label for m in found] == ["acme: email+name"]
+
+
+def test_short_indexed_numbers_are_cut_by_the_detector_itself(tmp_path):
+    # Accounts of six digits are shorter than the engine's shared number runs (seven digits).
+    builder = IndexBuilder("short", client_key(tmp_path, "short", create=True), FIELDS[:2], FieldOptions("US"))
+    builder.add_all([["Dana Whitfield", "482913"]])
+    builder.write(index_path(tmp_path, "short"))
+    detector = CustomerRecordDetector({"data_dir": str(tmp_path)})
+    assert detector.patterns() == []  # the engine calls scan() instead
+    assert [m.label for m in detector.scan("Whitfield, Dana 482-913")] == ["short: account+name"]
+    engine = build_detectors({"customer_record": {"data_dir": str(tmp_path)}})
+    found = [m for m in engine.scan("Dana Whitfield acct 482913") if m.entity == "CUSTOMER_RECORD"]
+    assert [m.label for m in found] == ["short: account+name"]
