@@ -59,6 +59,9 @@ class SmtpSettings:
     max_sessions_per_ip: int = 50
     idle_timeout_seconds: float = 60.0
     forward_timeout_seconds: float = 120.0
+    next_hop_connections: int = 20  # open at most (busy + idle), like Postfix's destination concurrency
+    next_hop_messages_per_connection: int = 100  # then the connection is closed and a new one opened
+    next_hop_idle_seconds: float = 5.0  # an idle connection is closed after this
     fail_mode: str = "tempfail"  # "tempfail" | "open" (forward, stamped X-DLP-Unscanned)
     quarantine_reply: str = "accept"  # "accept" (250) | "reject" (550 with the incident id)
     min_free_bytes: int = 256 * MiB  # below this, 452 at MAIL FROM
