@@ -86,6 +86,7 @@ class Reason(enum.StrEnum):
     OVERLAP_DIFFERENT_DATA = "overlap_different_data"
     EVICTED = "evicted"
     INSPECTION_ERROR = "inspection_error"
+    UNSUPPORTED_PROTOCOL = "unsupported_protocol"
 
 
 _id_source: tuple[int, str, itertools.count[int]] = (0, "", itertools.count())

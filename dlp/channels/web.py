@@ -66,6 +66,7 @@ def mitm_option_values(proxy: ProxySettings, host: str, port: int, conf: Path) -
         "validate_inbound_headers": True,  # refuses CL+TE, duplicate CL, obs-fold (request smuggling)
         "connection_strategy": "lazy",  # no upstream connection before a verdict
         "http3": False,  # QUIC is dropped at the firewall; browsers fall back to TCP
+        "rawtcp": False,  # non-HTTP in a tunnel is parsed as HTTP and refused, never relayed uninspected
     }
     if proxy.upstream_trusted_ca:
         values["ssl_verify_upstream_trusted_ca"] = proxy.upstream_trusted_ca

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from mitmproxy import ctx, http, tls
+from mitmproxy import ctx, http, tcp, tls, udp
 from mitmproxy.proxy import layer, layers
 
 from dlp import metrics
@@ -39,6 +39,14 @@ _METADATA_KEY = "dlp"  # flow.metadata[_METADATA_KEY]: what we decided, for late
 
 class InjectedFault(RuntimeError):
     """Raised by the test-only fault injection."""
+
+
+def refuse_raw_flow(flow: tcp.TCPFlow | udp.UDPFlow) -> None:
+    """Raw TCP/UDP relaying cannot be inspected: with `rawtcp` off it only happens when an operator sets
+    mitmproxy's tcp_hosts/udp_hosts, and even then nothing is relayed uninspected."""
+    flow.kill()
+    metrics.UNINSPECTED.labels(CHANNEL, str(Reason.UNSUPPORTED_PROTOCOL)).inc()
+    metrics.WEB_BLOCKED.labels(str(BlockReason.INVALID_REQUEST)).inc()
 
 
 class DlpWebAddon:
@@ -171,6 +179,12 @@ class DlpWebAddon:
         chosen = nextlayer.layer
         if isinstance(chosen, layers.TCPLayer) and chosen.flow is None:
             metrics.UNINSPECTED.labels(CHANNEL, str(Reason.TLS_PASSTHROUGH)).inc()
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        refuse_raw_flow(flow)
+
+    def udp_start(self, flow: udp.UDPFlow) -> None:
+        refuse_raw_flow(flow)
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
         # The client refused our certificate (our CA is not installed, or the app pins its server's

@@ -48,6 +48,14 @@ _TEXT: dict[BlockReason, tuple[int, str, str]] = {
         413, "Blocked: upload too large to check",
         "This upload is larger than the data-loss prevention service can check, so it was not sent.",
     ),
+    BlockReason.INVALID_REQUEST: (
+        400, "Blocked: malformed request",
+        "This request could not be read safely by the data-loss prevention service, so it was not sent.",
+    ),
+    BlockReason.TLS_HANDSHAKE_FAILED: (
+        403, "Blocked: connection could not be checked",
+        "This connection could not be checked by the data-loss prevention service, so nothing was sent.",
+    ),
 }
 
 _NEXT_STEPS: dict[BlockReason, str] = {
@@ -61,6 +69,8 @@ _NEXT_STEPS: dict[BlockReason, str] = {
     ),
     BlockReason.INSPECTION_UNAVAILABLE: "Try again in a moment. If it keeps happening, tell the security team.",
     BlockReason.TOO_LARGE: "Send a smaller file, or ask the security team how to send a large one.",
+    BlockReason.INVALID_REQUEST: "If this keeps happening with a work application, tell the security team.",
+    BlockReason.TLS_HANDSHAKE_FAILED: "Make sure the company certificate is installed, or tell the security team.",
 }
 
 JSON_ERROR = "blocked by data-loss prevention"

@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from mitmproxy import ctx, http, tls
+from mitmproxy import ctx, http, tcp, tls, udp
 
-from dlp.channels.web_addon import DlpWebAddon
+from dlp.channels.web_addon import DlpWebAddon, refuse_raw_flow
 from dlp.channels.web_blockpage import BlockPages, BlockReason
 from dlp.config import Settings, load_settings
 from dlp.inspect import InspectionPool
@@ -108,7 +108,7 @@ class MitmdumpDlp:
             self.inner = DlpWebAddon(runtime.settings.proxy, runtime.pipeline)
             self.inner.master = ctx.master
             self._force_options(runtime.settings)
-        elif updated & {"stream_large_bodies", "validate_inbound_headers", "body_size_limit"}:
+        elif updated & {"stream_large_bodies", "validate_inbound_headers", "body_size_limit", "rawtcp"}:
             self._force_options(_runtime_for(ctx.options.dlp_config).settings)
 
     def _force_options(self, settings: Settings) -> None:
@@ -118,6 +118,7 @@ class MitmdumpDlp:
             "stream_large_bodies": None,
             "body_size_limit": str(settings.proxy.max_body_bytes),
             "validate_inbound_headers": True,
+            "rawtcp": False,
         }
         if settings.proxy.passthrough_hosts:
             wanted["ignore_hosts"] = sorted(set(ctx.options.ignore_hosts)
@@ -162,3 +163,9 @@ class MitmdumpDlp:
     def tls_failed_client(self, data: tls.TlsData) -> None:
         if self.inner is not None:
             self.inner.tls_failed_client(data)
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        refuse_raw_flow(flow)
+
+    def udp_start(self, flow: udp.UDPFlow) -> None:
+        refuse_raw_flow(flow)

@@ -4,11 +4,13 @@ and that nothing of a blocked request did (adversarial cases F1-F12, F14)."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
 import socket
 import subprocess
+import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -233,3 +235,43 @@ def test_fragmented_binary_websocket_message_is_inspected_whole(
         with pytest.raises(websockets.ConnectionClosed):
             ws.recv(timeout=30)
     assert upstream.ws_messages == []
+
+
+def test_non_http_bytes_in_a_connect_tunnel_never_reach_the_server(proxy: InProcessProxy) -> None:
+    """mitmproxy relays unrecognised protocols as raw TCP by default; the DLP turns that off, so a
+    tunnel carrying anything but HTTP is refused instead of relayed uninspected."""
+    received: list[bytes] = []
+    done = threading.Event()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def serve() -> None:
+            server.settimeout(10)
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                done.set()
+                return
+            with conn:
+                conn.sendall(b"220 service ready\r\n")
+                conn.settimeout(3)
+                try:
+                    while data := conn.recv(4096):
+                        received.append(data)
+                except OSError:
+                    pass
+            done.set()
+
+        threading.Thread(target=serve, daemon=True).start()
+        port = server.getsockname()[1]
+        with socket.create_connection(proxy.address, timeout=10) as client:
+            client.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            assert client.recv(1000).startswith(b"HTTP/1.1 200")
+            client.sendall(b"hi\ncard 4111 1111 1111 1111 ssn 536-22-8174\r\n")
+            client.settimeout(10)
+            with contextlib.suppress(OSError):
+                while client.recv(4096):
+                    pass
+        done.wait(15)
+    assert b"".join(received) == b""
