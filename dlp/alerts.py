@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from dlp import __version__, metrics
 from dlp.config import Settings
 from dlp.logs import get_logger
-from dlp.model import Message, Severity, Verdict
+from dlp.model import Message, Severity, Verdict, destination_host
 
 log = get_logger("dlp.alerts")
 
@@ -43,11 +43,6 @@ SD_ID = "dlp@32473"
 _UDP_MAX = 8192  # keep datagrams unfragmented-ish; bigger alerts lose their findings list
 
 
-def destination_host(destination: str) -> str:
-    if "://" not in destination:
-        return destination
-    parts = urlsplit(destination)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else ""
 
 
 def build_alert(message: Message, verdict: Verdict) -> dict[str, Any]:

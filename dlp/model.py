@@ -8,6 +8,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 
 class Channel(enum.StrEnum):
@@ -106,6 +107,15 @@ def new_incident_id(now: datetime | None = None) -> str:
     """Short, sortable, unguessable: INC-20261128-8F3A1C2D."""
     now = now or datetime.now(UTC)
     return f"INC-{now:%Y%m%d}-{secrets.token_hex(4).upper()}"
+
+
+def destination_host(destination: str) -> str:
+    """`scheme://host[:port]` of a URL (credentials, path and query dropped: they can carry personal
+    data); anything that is not a URL (an SMTP next hop, a server address) as it is."""
+    if "://" not in destination:
+        return destination
+    parts = urlsplit(destination)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,14 +25,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from dlp import delivery as delivery_module
 from dlp.config import Settings
 from dlp.durable import TMP_PREFIX, fsync_directory, write_atomic
 from dlp.keys import KeyError_, load_or_create_key
 from dlp.logs import get_logger, redact_text
-from dlp.model import Envelope, Finding, Message, Reason, Uninspected, Verdict
+from dlp.model import Envelope, Finding, Message, Reason, Uninspected, Verdict, destination_host
 from dlp.store import audit
 from dlp.store.errors import (
     AuditError,
@@ -90,12 +89,6 @@ def _summary(row: sqlite3.Row | tuple[Any, ...]) -> IncidentSummary:
     )
 
 
-def destination_host(destination: str) -> str:
-    """Keep the scheme, host and port of a URL: paths and queries can carry personal data."""
-    if "://" not in destination:
-        return destination
-    parts = urlsplit(destination)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}" if parts.netloc else ""
 
 
 def _pack(message: Message, original: bytes) -> bytes:

@@ -18,7 +18,18 @@ from dlp.channels.passive.stats import CaptureStats
 from dlp.channels.passive.transaction import Transaction
 from dlp.config import PassiveSettings
 from dlp.inspect import Inspector, value_id
-from dlp.model import Action, Channel, Envelope, Finding, Message, Reason, Uninspected, Verdict, new_incident_id
+from dlp.model import (
+    Action,
+    Channel,
+    Envelope,
+    Finding,
+    Message,
+    Reason,
+    Uninspected,
+    Verdict,
+    destination_host,
+    new_incident_id,
+)
 from dlp.pipeline import count
 
 CREDENTIALS_ENTITY = "CLEARTEXT_CREDENTIALS"
@@ -233,7 +244,7 @@ class Monitor:
 
 def describe(tx: Transaction) -> str:
     if tx.protocol == "http" and tx.method not in ("gap", "partial"):
-        return f"{tx.method} {tx.url}"
+        return f"{tx.method} {destination_host(tx.url)}"  # the path and query can carry the data itself
     if tx.protocol == "smtp" and tx.method in ("DATA", "BDAT"):
         rcpts = ", ".join(tx.recipients[:3]) + (f" (+{len(tx.recipients) - 3})" if len(tx.recipients) > 3 else "")
         return f"{tx.method} from <{tx.sender}> to {rcpts or '(no recipients)'}"

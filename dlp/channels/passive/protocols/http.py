@@ -271,6 +271,9 @@ def _headers(block: bytes) -> dict[str, str]:
 
 
 def _url(target: str, headers: dict[str, str], server: str) -> str:
+    """The request's URL without query or fragment: those are content (inspected in the raw request),
+    not metadata to print and store (as in the web channel)."""
+    target = target.split("#", 1)[0].split("?", 1)[0]
     if "://" in target:
         return target
     host = headers.get("host", "").strip() or server
