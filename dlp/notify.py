@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
         "This is an automatic message; please do not reply.\n"
     ),
     "rate_limit_per_hour": 20,
+    # Domains whose senders may be notified (the provider's own). Empty: any sender — fine behind an MTA
+    # that only relays the agents' mail; set it so that a forged external MAIL FROM gets nothing back.
+    "sender_domains": [],
     "link_valid_hours": 168,
 }
 
@@ -152,7 +155,7 @@ class Notifier:
     def skip_reason(self, message: Message, verdict: Verdict) -> str | None:
         """None when the sender should be told (and counts against the rate limit), else why not:
         disabled, not_held (passed, alerted or monitor-only: the mail went out), no_sender (a bounce:
-        null return path), rate_limited."""
+        null return path), foreign_sender (outside notifications.sender_domains), rate_limited."""
         sender = message.envelope.sender
         if not self.enabled:
             return "disabled"
@@ -160,6 +163,9 @@ class Notifier:
             return "not_held"
         if not sender:
             return "no_sender"
+        domains = {str(d).lower().lstrip("@") for d in self.options["sender_domains"]}
+        if domains and sender.rpartition("@")[2].lower() not in domains:
+            return "foreign_sender"
         if not self.limiter.allow(sender.lower()):
             return "rate_limited"
         return None

@@ -91,3 +91,11 @@ def test_template_is_sandboxed() -> None:
     msg, verdict = held()
     with pytest.raises(Exception, match=r"unsafe|access"):
         notifier.render(msg, verdict)
+
+
+def test_only_senders_of_the_listed_domains_are_notified() -> None:
+    notifier = Notifier({"sender_domains": ["callcenter.example"]}, ReleaseLinks(KEY), "http://c")
+    msg, verdict = held()
+    assert notifier.skip_reason(msg, verdict) is None
+    forged = Message(Channel.SMTP, b"", envelope=Envelope(sender="victim@elsewhere.example"))
+    assert notifier.skip_reason(forged, verdict) == "foreign_sender"
