@@ -33,12 +33,13 @@ _WORKBOOK_SHEET = re.compile(r"<sheet\b([^<>]*)/?>")
 _ATTR = re.compile(r'([\w:]+)\s*=\s*"([^"]*)"')
 _RELATIONSHIP = re.compile(r"<Relationship\b([^<>]*)/?>")
 _EMPTY_SI = re.compile(r"<si\s*/>")
-# "<c " as a literal prefix lets the regex engine skip ahead with a fast search (a `\b` would not).
-# From the type attribute to the cell's end: the literal prefix lets the engine search ahead fast, and
-# the start of the tag (`<c r="A1" s="3"`) is left in place, closed by the ">" each filled-in string
-# starts with. A cell this misses (odd spacing) still has its string scanned, as an orphan (_xlsx).
-_EXCEL_SHARED_CELL = re.compile(r'<c r="[A-Z]{1,3}[0-9]{1,7}"(?: s="[0-9]{1,5}")? t="s"><v>([0-9]{1,9})</v></c>')
-_SHARED_CELL = re.compile(r' t="s"[^<>]{0,256}><v>\s*(\d+)\s*</v></c>')
+# A shared-string cell in any attribute order: its value gets the "\x01" mark. A cell this misses (odd
+# spacing) still has its string scanned, as an orphan (_xlsx).
+_SHARED_VALUE = re.compile(r' t="s"([^<>]{0,256})><v>')
+_MARKED_VALUE = '\\1 t="s"><v>\x01'
+_LEFTOVER_VALUE = re.compile(r"\x01[ \r\n]*([0-9]{1,12})[ \r\n]*\t")  # up to its own cell end, not past it
+_TEXT_NODE = re.compile(r">([^<]+)")  # text between tags; the ">" prefix lets the engine skip through tags
+_ANGLES_ONLY = str.maketrans("", "", "".join(chr(c) for c in range(128) if chr(c) not in "<>"))
 _FORMULA = re.compile(r"<f\b[^<>]*/>|<f\b[^<>]*>[^<]*</f>")
 _EMPTY_CELL = re.compile(r"<c [^<>]*/>")  # literal prefixes: the engine searches for them fast
 _EMPTY_ROW = re.compile(r"<row [^<>]*/>")
@@ -111,41 +112,38 @@ def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
 
 
 class SharedTable:
-    """The shared strings keyed by the index text cells carry, ready to be spliced into a sheet: each
-    as "text\t" (a whole cell replaced) or ">text\t" (closing a cell start tag left in place)."""
+    """The shared strings keyed by the text node a shared-string cell becomes once sheet_text has marked
+    it ("\x01" + index + "\t"), each value followed by the tab that ends its cell."""
 
     def __init__(self, strings: list[str]) -> None:
         self.strings = strings
-        self.keys = list(map(str, range(len(strings))))
+        self.keys = _node_keys(len(strings))
         tabbed = ("\t\x00".join(strings) + "\t").split("\x00") if strings else []  # s + "\t", without a loop
-        self.whole = dict(zip(self.keys, tabbed, strict=True))
-        self._closing: dict[str, str] | None = None
+        self.cells = dict(zip(self.keys, tabbed, strict=True))
         self.used: set[str] = set()
 
-    @property
-    def closing(self) -> dict[str, str]:
-        if self._closing is None:
-            self._closing = dict(zip(self.keys, map(">".__add__, self.whole.values()), strict=True))
-        return self._closing
-
-    def fill(self, text: str, pattern: re.Pattern[str], cells: dict[str, str], missing: str) -> str:
-        pieces = pattern.split(text)  # [xml, index, xml, index, ..., xml]
-        if len(pieces) == 1:
-            return text
-        keys = pieces[1::2]
-        self.used.update(keys)
-        try:
-            pieces[1::2] = map(cells.__getitem__, keys)  # all C-level: no Python work per cell
-        except KeyError:  # "007", or an index past the table (corrupt or crafted: that cell is empty)
-            normal = [str(int(k)) for k in keys]
-            self.used.update(normal)
-            pieces[1::2] = [cells.get(k, missing) for k in normal]
-        return "".join(pieces)
+    def spell_out(self, match: re.Match[str]) -> str:
+        """A marked cell the dict did not know ("\x01 007 \t", an index past the table): by number."""
+        key = _NODE_KEY.format(int(match.group(1))) if len(match.group(1)) < 10 else ""
+        self.used.add(key)
+        return self.cells.get(key, "\t")
 
     def orphans(self) -> list[str]:
-        if len(self.used) >= len(self.strings) and all(str(i) in self.used for i in (0, len(self.strings) - 1)):
+        if self.used.issuperset(self.keys):
             return []
-        return [s for i, s in enumerate(self.strings) if s and str(i) not in self.used]
+        return [s for key, s in zip(self.keys, self.strings, strict=True) if s and key not in self.used]
+
+
+_NODE_KEY = "\x01{}\t"
+_KEY_CACHE: list[str] = []
+
+
+def _node_keys(count: int) -> list[str]:
+    """"\x010\t", "\x011\t", ...: built once per process and sliced (formatting them cost as much as a
+    small sheet)."""
+    if len(_KEY_CACHE) < count:
+        _KEY_CACHE.extend(map(_NODE_KEY.format, range(len(_KEY_CACHE), count)))
+    return _KEY_CACHE[:count]
 
 
 def shared_strings(xml: str) -> list[str]:
@@ -161,9 +159,17 @@ def shared_strings(xml: str) -> list[str]:
         body = cut_sections(body, "<rPh", "</rPh>")  # phonetic guides repeat the text in kana
     # The plain shape (<si><t>text</t></si>) by literal replacement, which is several times faster than
     # a regex; whatever markup remains (rich-text runs, xml:space, <si/>) by the general rules.
-    body = body.replace("</si>", "\x00").replace("<si>", "").replace("<t>", "").replace("</t>", "")
+    # Excel's plain run of strings is one literal replacement of the boundary between two of them
+    # (4x cheaper than replacing each of the four tags).
+    body = body.replace("</t></si><si><t>", "\x00")
+    if body.startswith("<si><t>"):
+        body = body[7:]
+    if body.endswith("</t></si>"):
+        body = body[:-9]
     if "<" in body:
-        body = _TAG.sub("", _EMPTY_SI.sub("\x00", body))
+        body = body.replace("</si>", "\x00").replace("<si>", "").replace("<t>", "").replace("</t>", "")
+        if "<" in body:
+            body = _TAG.sub("", _EMPTY_SI.sub("\x00", body))
     strings = body.split("\x00")
     if strings and not strings[-1].strip():
         strings.pop()
@@ -171,20 +177,40 @@ def shared_strings(xml: str) -> list[str]:
 
 
 def sheet_text(xml: str, table: SharedTable) -> str:
-    """Rows as lines, cells joined by tabs. Sheets can be large, so everything is done by C-level
-    substitutions and splits: shared-string cells as Excel writes them are replaced whole, any other
-    spelling of one by the general pattern; then the cell and row ends, then the remaining tags."""
-    text = _FORMULA.sub("", xml) if "<f" in xml else xml
-    text = table.fill(text, _EXCEL_SHARED_CELL, table.whole, "\t")
-    if ' t="s"' in text:
-        text = table.fill(text, _SHARED_CELL, table.closing, ">\t")
-    text = text.replace("</c>", "\t").replace("</row>", "\n").replace("<v>", "").replace("</v>", "")
-    text = _EMPTY_ROW.sub("\n", _EMPTY_CELL.sub("\t", text))
-    text = _TAG.sub("", text).replace("\t\n", "\n")
-    if "\t\n" in text:  # rows ending in several empty cells
-        text = _TRAILING_TABS.sub("\n", text)
-    text = text.rstrip("\t\n")
-    return html.unescape(text) if "&" in text else text
+    """Rows as lines, cells joined by tabs. Sheets can be large, so there is no Python work per cell:
+    literal same-length replacements turn each cell's end into a tab inside its value's text node and
+    mark shared-string values ("<v>12</v></c>" -> "<v>\x0112\t</v><c>"), one scan collects the text
+    nodes (what lies between ">" and "<"), and a dict lookup mapped over them splices the strings in."""
+    text = xml.replace("\x00", "").replace("\x01", "") if "\x01" in xml or "\x00" in xml else xml
+    if "</f>" in text:  # self-closing <f .../> (shared formulas) hold no text to drop
+        text = _FORMULA.sub("", text)  # a formula's text is not the cell's value (its <v> is)
+    text = text.replace(' t="s"><v>', 't="s"><v>\x01')
+    if ' t="s"' in text:  # t="s" before other attributes, or <v> padded: the general pattern
+        text = _SHARED_VALUE.sub(_MARKED_VALUE, text)
+    text = text.replace("</v></c>", "\t</v><c>").replace("</row>", "<row>\n")
+    if "</c>" in text:  # inline strings (<is><t>...</t></is></c>), cells with no value
+        text = text.replace("</c>", "<c>\t")
+    text = _EMPTY_ROW.sub("<row>\n", text) if "<row " in text else text
+    start, end = text.find("<sheetData>"), text.rfind("</sheetData>")
+    if 0 <= start < end:  # in the sheet's cells, the one self-closing tag with attributes is an empty cell
+        text = text[:start] + text[start:end].replace('"/>', '">\t') + text[end:]
+    else:
+        text = _EMPTY_CELL.sub("<c>\t", text)
+    first = text.find("<")
+    angles = text.translate(_ANGLES_ONLY)
+    if first < 0 or "<<" in angles or angles.endswith("<"):
+        flat = _TAG.sub("", text)  # a "<" that opens no tag: tags deleted instead, stray text kept
+    else:
+        nodes = _TEXT_NODE.findall(text, first)
+        table.used.update(nodes)
+        flat = "".join(map(table.cells.get, nodes, nodes))  # all C-level: no Python work per cell
+    if "\x01" in flat:  # marked values the dict did not know: "007", past the table, or tags deleted
+        flat = _LEFTOVER_VALUE.sub(table.spell_out, flat).replace("\x01", "")
+    flat = flat.replace("\t\n", "\n")
+    if "\t\n" in flat:  # rows ending in several empty cells
+        flat = _TRAILING_TABS.sub("\n", flat)
+    flat = flat.rstrip("\t\n")
+    return html.unescape(flat) if "&" in flat else flat
 
 
 # ------------------------------------------------------------------------------------- other formats

@@ -67,3 +67,13 @@ def test_hostile_markup_stays_linear() -> None:
         sheet_text(hostile, SharedTable(["x"]))
         shared_strings("<si>" + hostile)
     assert time.process_time() - started < 5.0  # quadratic regexes took minutes on these
+
+
+def test_unreferenced_string_is_scanned_whatever_else_the_cells_point_at() -> None:
+    # Cells point at the first and last strings and at many indices past the table: a count of indices
+    # seen would call every string used, and the middle one (never shown in a cell) would go unscanned.
+    shared = f"<si><t>first</t></si><si><t>hidden {PAN}</t></si><si><t>last</t></si>"
+    cells = "".join(f'<c r="A{r}" t="s"><v>{index}</v></c>' for r, index in enumerate([0, 2, 7, 8, 9, 10], start=1))
+    got = parts(extract_file(workbook(f'<row r="1">{cells}</row>', shared), "book.xlsx"))
+    assert got["book.xlsx/sheet:S"] == "first\tlast"
+    assert PAN in got["book.xlsx/xl/sharedStrings.xml"]
