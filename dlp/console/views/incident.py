@@ -126,15 +126,16 @@ async def incident_action(request: Request) -> Response:
     return redirect(back)
 
 
-@require(Role.ADMIN)
-async def reveal(request: Request) -> Response:
-    """The original, once: audited before it is decrypted, rendered as escaped text, never cached."""
+async def _audited_original(request: Request, verb: str) -> tuple[str, str, bytes] | Response:
+    """(incident id, reason, original bytes) after the audit record is written, or the page to show
+    instead (no reason given, unknown incident, audit or store failure)."""
     c = console_of(request)
     iid = _incident_id(request)
     form = await read_form(request)
     reason = form_text(form, "reason", 500)
     if not reason:
-        request.state.session.flash("error", "Revealing the original needs a reason (it goes to the audit log).")
+        request.state.session.flash(
+            "error", f"{verb.capitalize()} the original needs a reason (it goes to the audit log).")
         return redirect(f"/incidents/{iid}")
     try:
         original = await blocking(c.store.read_original, iid, request.state.user.name, reason)
@@ -145,6 +146,16 @@ async def reveal(request: Request) -> Response:
     except StoreError as exc:
         request.state.session.flash("error", str(exc))
         return redirect(f"/incidents/{iid}")
+    return iid, reason, original
+
+
+@require(Role.ADMIN)
+async def reveal(request: Request) -> Response:
+    """The original, once: audited before it is decrypted, rendered as escaped text, never cached."""
+    got = await _audited_original(request, "revealing")
+    if isinstance(got, Response):
+        return got
+    iid, reason, original = got
     text = original.decode("utf-8", errors="replace")
     return render(request, "reveal.html", {"incident_id": iid, "text": text[:MAX_REVEAL_CHARS],
                                            "truncated": len(text) > MAX_REVEAL_CHARS, "size": len(original),
@@ -154,21 +165,9 @@ async def reveal(request: Request) -> Response:
 @require(Role.ADMIN)
 async def download(request: Request) -> Response:
     """The original as an .eml attachment (audited first, not cached, never rendered by the browser)."""
-    c = console_of(request)
-    iid = _incident_id(request)
-    form = await read_form(request)
-    reason = form_text(form, "reason", 500)
-    if not reason:
-        request.state.session.flash("error", "Downloading the original needs a reason (it goes to the audit log).")
-        return redirect(f"/incidents/{iid}")
-    try:
-        original = await blocking(c.store.read_original, iid, request.state.user.name, reason)
-    except NotFound:
-        return _not_found(request)
-    except AuditError:
-        return error_page(request, 503, "Refused", "The audit log could not be written, so nothing is sent.")
-    except StoreError as exc:
-        request.state.session.flash("error", str(exc))
-        return redirect(f"/incidents/{iid}")
+    got = await _audited_original(request, "downloading")
+    if isinstance(got, Response):
+        return got
+    iid, _reason, original = got
     return Response(original, media_type="application/octet-stream",
                     headers={"Content-Disposition": f'attachment; filename="{iid}.eml"'})
