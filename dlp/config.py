@@ -131,12 +131,12 @@ class PassiveSettings:
     checksums: str = "auto"  # "auto" (verify unless a sender offloads) | "verify" | "ignore"
     smtp_ports: tuple[str, ...] = ("25", "587", "2525")  # ports read as SMTP when the content is unclear
     http_ports: tuple[str, ...] = ("80", "8080", "8000", "3128")
-
-
-@dataclass(frozen=True, slots=True)
     # `dlp pcap`: a capture at least this big has its content inspected in forked worker processes
     # (inspection.workers of them; a negative count keeps inspection in the capture's process).
     offload_min_bytes: int = 1 * MiB
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: str = ".dlp-data"  # deployments set /var/lib/dlp in their config
     log_level: str = "info"
