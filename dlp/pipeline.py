@@ -82,7 +82,7 @@ class Pipeline:
         started = time.perf_counter()
         try:
             verdict = await self.pool.inspect(message)
-            if self.windows is not None:
+            if self.windows is not None and verdict.findings:  # windows and contamination count findings
                 try:
                     verdict = await asyncio.to_thread(self.windows.apply, message, verdict)
                 except Exception:
