@@ -17,6 +17,7 @@ import contextlib
 import enum
 import functools
 import os
+import secrets
 import re
 import smtplib
 import ssl
@@ -212,7 +213,7 @@ def mirror(code: int, stage: str) -> DeliveryResult:
 
 def _to_outbox(outbox: Path, sender: str, recipients: list[str] | tuple[str, ...], data: bytes) -> DeliveryResult:
     """The demo default: one .eml file per message with the envelope in X-DLP-Envelope-* headers."""
-    name = f"{time.time_ns()}-{os.getpid()}.eml"
+    name = f"{time.time_ns()}-{os.getpid()}-{secrets.token_hex(4)}.eml"  # unique across threads too
     head = f"X-DLP-Envelope-From: <{sender}>\r\n".encode() + b"".join(
         f"X-DLP-Envelope-To: <{r}>\r\n".encode() for r in recipients
     )
