@@ -17,8 +17,8 @@ import contextlib
 import enum
 import functools
 import os
-import secrets
 import re
+import secrets
 import smtplib
 import ssl
 import time
