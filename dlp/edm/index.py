@@ -7,7 +7,10 @@ types, when it was built, the key id), then 8-byte aligned arrays:
 - `records`  u32[n]  the record (row) each key belongs to;
 - `fields`   u8[n]   which field of that record;
 - `tokens`   u64[m]  sorted keyed hashes of the single words of name and text fields;
-- `prints`   u64[r]  each record's fingerprint: a keyed hash of its identifying values.
+- `prints`   u64[r]  each record's fingerprint: a keyed hash of its identifying values;
+- `seeds`    u8[b]   a Bloom filter of the keys of identifying fields (format 2; see dlp.edm.prefilter).
+
+A format-1 index (no `seeds`) still loads: the filter is then computed from its arrays at start-up.
 
 No clear value is written anywhere, not even to a temporary file: the builder hashes each cell as it
 reads it. A new index is written to a temporary file, fsynced and renamed over the old one.
@@ -39,10 +42,13 @@ from dlp.edm.normalize import (
     FieldType,
     normalize_field,
 )
+from dlp.edm.prefilter import SeedFilter, build_filter
 
 MAGIC = b"DLPEDM01"
-FORMAT_VERSION = 1
-_SECTIONS = (("keys", "<u8"), ("records", "<u4"), ("fields", "u1"), ("tokens", "<u8"), ("prints", "<u8"))
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+_SECTIONS = (("keys", "<u8"), ("records", "<u4"), ("fields", "u1"), ("tokens", "<u8"), ("prints", "<u8"),
+             ("seeds", "u1"))
 
 
 class EdmIndexError(Exception):
@@ -151,12 +157,15 @@ class IndexBuilder:
         records = np.frombuffer(self._records, dtype=np.uint32)
         order = np.lexsort((records, keys))
         tokens = np.unique(np.fromiter(self._tokens.values(), dtype=np.uint64, count=len(self._tokens)))
+        fields = np.frombuffer(self._fields, dtype=np.uint8)
+        identifying = np.array([f.identifying for f in self.fields], dtype=bool)
         return {
             "keys": keys[order].astype("<u8"),
             "records": records[order].astype("<u4"),
-            "fields": np.frombuffer(self._fields, dtype=np.uint8)[order],
+            "fields": fields[order],
             "tokens": tokens.astype("<u8"),
             "prints": np.frombuffer(self._prints, dtype=np.uint64).astype("<u8"),
+            "seeds": build_filter(keys[identifying[fields]]),
         }
 
     def write(self, path: Path) -> dict[str, Any]:
@@ -213,6 +222,8 @@ class EdmIndex:
         start = _align(16 + int.from_bytes(self._map[8:16], "little"))
         arrays: dict[str, np.ndarray] = {}
         for name, dtype in _SECTIONS:
+            if name not in self.header["sections"] and self.header["format"] == 1:
+                continue  # format 1: no seed filter on disk
             offset, count = self.header["sections"][name]
             width = np.dtype(dtype).itemsize
             if start + offset + count * width > size:
@@ -222,6 +233,13 @@ class EdmIndex:
         self.tokens, self.prints = arrays["tokens"], arrays["prints"]
         if len(self.records) != len(self.keys) or len(self.field_of) != len(self.keys):
             raise EdmIndexError(f"{path}: inconsistent sections")
+        seeds = arrays.get("seeds")
+        if seeds is None:
+            seeds = build_filter(self.keys[self.identifying[:-1][self.field_of]])
+        try:
+            self.seeds = SeedFilter(seeds)
+        except ValueError:
+            raise EdmIndexError(f"{path}: corrupt seed filter") from None
 
 
 def read_header(path: Path, data: bytes | mmap.mmap | None = None) -> dict[str, Any]:
@@ -238,7 +256,7 @@ def read_header(path: Path, data: bytes | mmap.mmap | None = None) -> dict[str, 
         header = json.loads(bytes(data[16 : 16 + length]))
     except ValueError:
         raise EdmIndexError(f"{path}: corrupt header") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_VERSION:
+    if not isinstance(header, dict) or header.get("format") not in READABLE_FORMATS:
         version = header.get("format") if isinstance(header, dict) else "?"
         raise EdmIndexError(f"{path}: unsupported index format {version}")
     return header

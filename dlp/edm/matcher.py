@@ -282,7 +282,10 @@ class Matcher:
         done: set[str] = set()
         for kind in self._seed_kinds:
             self._candidates(kind, cand, add, done)
-        if not hashes or not self._has_seed(np.fromiter(hashes, dtype=np.uint64, count=len(hashes))):
+        # The seed filter (two bit probes per hash) rejects almost every message; the exact check reads the index.
+        seeds = self.index.seeds
+        maybe = [h for h in hashes if h in seeds]
+        if not maybe or not self._has_seed(np.fromiter(maybe, dtype=np.uint64, count=len(maybe))):
             return []
         for kind in (WORDS, DIGITS, PHONE, EMAIL, DATE, COMPACT):
             if kind in self._kinds:

@@ -152,3 +152,35 @@ def test_fifty_thousand_records_build_and_load_quickly(tmp_path):
     assert built < 30 and loaded < 0.5, (built, loaded)
     # Compact: 7 fields a record at 13 bytes a key, plus fingerprints and the word filter.
     assert index_path(data, "big").stat().st_size < 50_000 * 7 * 13 + 50_000 * 8 + 2_000_000
+
+
+def test_seed_filter_holds_every_identifying_key_and_rejects_others(acme):
+    index = EdmIndex(index_path(acme.data_dir, "acme"), client_key(acme.data_dir, "acme", create=False))
+    identifying = index.identifying[index.field_of]
+    assert all(k in index.seeds for k in index.keys[identifying].tolist())
+    others = index.keys[~identifying].tolist()  # names, dates, postcodes, cities: not identifying
+    assert sum(k in index.seeds for k in others) < 0.05 * len(others)
+
+
+def _as_format_1(path: Path) -> None:
+    """Rewrite an index as format 1 wrote it: the same arrays without the seed filter."""
+    raw = path.read_bytes()
+    header = read_header(path)
+    start = (16 + int.from_bytes(raw[8:16], "little") + 7) & ~7
+    offset, _count = header["sections"].pop("seeds")
+    header["format"] = 1
+    blob = json.dumps(header).encode()
+    pad = b"\0" * (((16 + len(blob) + 7) & ~7) - 16 - len(blob))
+    path.write_bytes(raw[:8] + len(blob).to_bytes(8, "little") + blob + pad + raw[start:start + offset])
+
+
+def test_a_format_1_index_still_loads_and_matches(tmp_path):
+    indexed = index_client(tmp_path / "data", "old", 300, 5, tmp_path)
+    path = index_path(indexed.data_dir, "old")
+    _as_format_1(path)
+    assert read_header(path)["format"] == 1
+    from detectors.customer_record import CustomerRecordDetector
+
+    c = indexed.customers[3]
+    found = CustomerRecordDetector({"data_dir": str(indexed.data_dir)}).scan(f"{c.name}, acct {c.account}")
+    assert [m.label for m in found] == ["old: account+name"]
