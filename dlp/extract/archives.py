@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dlp.extract import decompress
 from dlp.extract.budget import Budget, DecodeError, LimitHit
 from dlp.extract.files import Where, extract_bytes, inner_name
+from dlp.extract.names import label, scan_name
 from dlp.extract.sniff import FileType
 from dlp.model import Reason
 
@@ -76,8 +77,8 @@ def extract_zip(data: bytes, where: Where, budget: Budget) -> None:
     if documents.is_office_package(names):
         documents.extract_office_package(data, names, where, budget)
         return
-    for member in iter_zip(data, where, budget):
-        location = f"{where.location}/{member.name}"
+    for member in iter_zip(data, where, budget):  # iter_zip has scanned the member's name
+        location = f"{where.location}/{label(member.name)}"
         extract_bytes(member.data, where.child(location, archive=1), budget, name=member.name)
 
 
@@ -106,11 +107,12 @@ def iter_zip(data: bytes, where: Where, budget: Budget, *, wanted: frozenset[str
     for index, info in enumerate(infos):
         if info.is_dir() or (wanted is not None and info.filename not in wanted):
             continue
-        location = f"{where.location}/{info.filename}"
+        location = f"{where.location}/{label(info.filename)}"
         if index >= limits.archive_members or budget.members >= limits.archive_members:
             budget.skip(where.location, Reason.ARCHIVE_LIMITS_EXCEEDED, "more members than the limit")
             return
         budget.members += 1
+        scan_name(info.filename, location, budget)
         if info.flag_bits & 0x1 or info.compress_type == _AES_METHOD:
             budget.skip(location, Reason.ENCRYPTED_ARCHIVE, "encrypted zip member")
             continue
@@ -205,12 +207,13 @@ def extract_tar(data: bytes, where: Where, budget: Budget) -> None:
             budget.check_time()
             if not member.isfile():
                 continue
-            location = f"{where.location}/{member.name}"
+            location = f"{where.location}/{label(member.name)}"
             count += 1
             if count > limits.archive_members or budget.members >= limits.archive_members:
                 budget.skip(where.location, Reason.ARCHIVE_LIMITS_EXCEEDED, "more members than the limit")
                 return
             budget.members += 1
+            scan_name(member.name, location, budget)
             if member.size > limits.member_bytes:
                 budget.skip(location, Reason.ARCHIVE_LIMITS_EXCEEDED, "member larger than the limit")
                 continue

@@ -19,6 +19,7 @@ from dlp.extract.budget import Budget
 from dlp.extract.charset import decode_text
 from dlp.extract.files import Where, add_text, extract_bytes
 from dlp.extract.html import html_to_text
+from dlp.extract.names import label, scan_name
 from dlp.extract.uu import UU_ENCODINGS, decode_lines, inline_blocks
 from dlp.model import Reason
 
@@ -188,7 +189,8 @@ def _attached_messages(part: email.message.Message, walk: _Walk, where: Where) -
     for sub in part.get_payload():
         if not isinstance(sub, email.message.Message):
             continue
-        inner = where.child(join(walk.where, f"attachment[{index}]:{decode_header_value(name)}"), mime=1)
+        inner = where.child(join(walk.where, f"attachment[{index}]:{label(decode_header_value(name))}"), mime=1)
+        scan_name(decode_header_value(part.get_filename() or ""), inner.location, walk.budget)
         if inner.mime_depth > walk.budget.limits.mime_depth:
             walk.budget.skip(inner.location, Reason.MIME_DEPTH_EXCEEDED, "MIME nested deeper than the limit")
             return
@@ -209,7 +211,8 @@ def _leaf(part: email.message.Message, walk: _Walk, where: Where, ctype: str, to
     elif inline_text:
         location = join(walk.where, f"body[{index}]:{ctype}")
     else:
-        location = join(walk.where, f"attachment[{index}]:{filename or ctype}")
+        location = join(walk.where, f"attachment[{index}]:{label(filename) or ctype}")
+        scan_name(filename, location, budget)
     if ctype == "message/partial":
         budget.skip(location, Reason.MESSAGE_PARTIAL, "message/partial fragment cannot be reassembled")
     if ctype in _ENCRYPTED_TYPES:
@@ -238,7 +241,9 @@ def _inline_text(data: bytes, ctype: str, charset: str | None, where: Where, bud
     if ctype == "text/html":
         text = html_to_text(text)
     for name, content in inline_blocks(text):
-        extract_bytes(content, where.child(f"{where.location}/uuencode:{name}", archive=1), budget, name=name)
+        inner = where.child(f"{where.location}/uuencode:{label(name)}", archive=1)
+        scan_name(name, inner.location, budget)
+        extract_bytes(content, inner, budget, name=name)
     add_text(text, where, budget, ctype)
 
 
