@@ -117,7 +117,7 @@ class Candidates:
 
     @cached_property
     def dates(self) -> list[tuple[str, str, int, int]]:
-        return [(DATE, iso, start, end) for iso, start, end in text_dates(self.text)]
+        return [(DATE, iso, start, end) for iso, start, end in text_dates(self.text, self.lower)]
 
     @cached_property
     def compact(self) -> list[tuple[str, str, int, int]]:

@@ -274,12 +274,24 @@ def parse_date(text: str, order: DateOrder) -> date | None:
     return None
 
 
-def text_dates(text: str) -> list[tuple[str, int, int]]:
-    """ISO forms of every date-looking span in normalised text, with its span."""
+_MONTH_ABBREVIATIONS = tuple(name[:3] for name in _MONTH_NAMES)
+
+
+def _names_a_month(lower: str) -> bool:
+    """Whether a month's first three letters occur: a date written with a month name needs them
+    (`_month`), and without them the two text-date patterns, slow over prose, are skipped."""
+    return any(abbreviation in lower for abbreviation in _MONTH_ABBREVIATIONS)
+
+
+def text_dates(text: str, lower: str | None = None) -> list[tuple[str, int, int]]:
+    """ISO forms of every date-looking span in normalised text, with its span (`lower`: the text
+    lowercased, when the caller has it)."""
     out: list[tuple[str, int, int]] = []
     for m in _NUMERIC_DATE.finditer(text):
         for d in date_readings(*m.groups()):
             out.append((d.isoformat(), m.start(), m.end()))
+    if not _names_a_month(lower if lower is not None else text.lower()):
+        return out
     for pattern, day_group, month_group in ((_TEXT_DATE_DMY, 1, 2), (_TEXT_DATE_MDY, 2, 1)):
         for m in pattern.finditer(text):
             month = _month(m.group(month_group))
