@@ -112,6 +112,23 @@ def csv_text(text: str, delimiter: str) -> str:
     """One row per line, cells separated by a tab (quoted newlines inside a cell become spaces)."""
     if '"' not in text:  # no quoting: a plain substitution does the same, at C speed
         return text.replace("\r\n", "\n").replace(delimiter, "\t").rstrip("\n")
+    unix = text.replace("\r\n", "\n") if "\r" in text else text
+    lines = unix.split("\n")
+    quoted = [i for i, line in enumerate(lines) if '"' in line]
+    if len(quoted) * 4 < len(lines) and "\r" not in unix:
+        # Few quoted lines: only those go through the csv parser, the rest by substitution. A line that
+        # leaves a quoted cell open would run on into the next quoted line and give one row fewer than
+        # the lines read (zip's strict check): then the whole file is parsed as one, below.
+        tabbed = unix.replace(delimiter, "\t").split("\n")
+        try:
+            for i, row in zip(quoted, csv.reader([lines[i] for i in quoted], delimiter=delimiter), strict=True):
+                tabbed[i] = "\t".join(row)
+        except (csv.Error, ValueError):
+            tabbed = []
+        if tabbed:
+            if not tabbed[-1]:
+                tabbed.pop()  # the final line break ends the last row; it starts no empty one
+            return "\n".join(tabbed)
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error:
