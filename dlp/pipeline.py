@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from dlp import metrics
 from dlp.inspect import InspectionFailed, InspectionPool
 from dlp.logs import get_logger
-from dlp.model import Action, Message, Reason, Verdict
+from dlp.model import Action, Message, Reason, Severity, Uninspected, Verdict
 
 log = get_logger("dlp.pipeline")
 
@@ -91,9 +91,22 @@ class Pipeline:
             metrics.INSPECTION_ERRORS.labels(str(message.channel), str(exc.reason)).inc()
             log.warning("inspection_failed", channel=str(message.channel), message_id=message.id,
                         reason=str(exc.reason))
+            self._alert_failure(message, exc.reason)
             raise
         count(message, verdict, time.perf_counter() - started)
         return verdict
+
+    def _alert_failure(self, message: Message, reason: Reason) -> None:
+        """Tell the SIEM that something could not be inspected (adversarial A11): the channel refuses or
+        tempfails it by its failure mode, and a pattern of these is an attack or an outage."""
+        if self.alerts is None:
+            return
+        failure = Verdict(Action.ALERT, Severity.HIGH, rules=("inspection-failed",), uninspected=(
+            Uninspected("message", reason, "inspection failed; the channel applied its failure mode"),))
+        try:
+            self.alerts.emit(message, failure)
+        except Exception:  # an alert sink never blocks a channel
+            log.warning("alert_emit_failed", message_id=message.id)
 
     async def record(self, message: Message, verdict: Verdict) -> None:
         """Durably record the incident (and original) before the channel replies. Raises on failure:
