@@ -85,6 +85,7 @@ class IbanDetector(Detector):
 class AbaRoutingDetector(Detector):
     name = "aba_routing"
     entities = ("ABA_ROUTING_NUMBER",)
+    context_words = (ABA_CONTEXT,)
 
     def patterns(self) -> list[Pattern]:
         return [Pattern("run", NUMBER_RUN)]
@@ -100,6 +101,7 @@ class AbaRoutingDetector(Detector):
 class UsBankNumberDetector(Detector):
     name = "us_bank_number"
     entities = ("US_BANK_NUMBER",)
+    context_words = (ACCOUNT_CONTEXT,)
 
     def patterns(self) -> list[Pattern]:
         return [Pattern("run", NUMBER_RUN)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import importlib
 import pkgutil
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -209,6 +210,9 @@ class Detector:
 
     name: ClassVar[str] = ""
     entities: ClassVar[tuple[str, ...]] = ()
+    # The word lists this detector passes to ScanText.mentions / mentions_near: the engine finds their
+    # occurrences in its Hyperscan pass (caseless literals) instead of one str.find per word per text.
+    context_words: ClassVar[tuple[tuple[str, ...], ...]] = ()
     registry: ClassVar[dict[str, type[Detector]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -274,14 +278,22 @@ class DetectorSet:
         self._weak = [[(d, k) for d, k in r if priority(d) < STRONG] for r in self._routes]
         self._som = [som for _, _, som in routes]
         self._finishers = [d for d in detectors if d.patterns() and type(d).finish is not Detector.finish]
+        # Context words, one caseless literal each, compiled after the routes (ids len(routes)...): their
+        # reports sort after every route's and become ScanText's occurrence lists (ASCII texts only).
+        word_lists = sorted({words for d in detectors if d.patterns() for words in d.context_words})
+        words = sorted({w for wl in word_lists for w in wl})
+        self._word_lists = word_lists
+        self._word_len = [len(w) for w in words]
+        self._word_in = [[k for k, wl in enumerate(word_lists) if w in wl] for w in words]
         self._db: hyperscan.Database | None = None
         self._local = threading.local()
         if routes:
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
             db.compile(
-                expressions=[expr.encode() for expr, _, _ in routes],
-                ids=list(range(len(routes))),
-                flags=[flags | (hyperscan.HS_FLAG_SOM_LEFTMOST if som else 0) for _, flags, som in routes],
+                expressions=[expr.encode() for expr, _, _ in routes] + [re.escape(w).encode() for w in words],
+                ids=list(range(len(routes) + len(words))),
+                flags=[flags | (hyperscan.HS_FLAG_SOM_LEFTMOST if som else 0) for _, flags, som in routes]
+                + [hyperscan.HS_FLAG_CASELESS] * len(words),
             )
             self._db = db
 
@@ -313,10 +325,29 @@ class DetectorSet:
 
         assert self._db is not None
         self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
+        word_reports: list[tuple[int, int, int]] = []
+        if self._word_lists and reports:
+            reports.sort()
+            cut = bisect.bisect_left(reports, (len(self._som), -1, -1))
+            word_reports = reports[cut:]
+            del reports[cut:]
         if not reports and not self._finishers:
             return []
         char_at = None if ascii_only else _byte_to_char(data)
         view = ScanText(normalized)
+        if ascii_only and self._word_lists:
+            # Same lists as ScanText._occurrences would build: for ASCII text, a caseless literal match
+            # is an occurrence in text.lower(), byte offsets are character offsets.
+            occurrences: list[list[int]] = [[] for _ in self._word_lists]
+            first_word = len(self._som)
+            for pid, _, end in word_reports:
+                w = pid - first_word
+                at = end - self._word_len[w]
+                for k in self._word_in[w]:
+                    occurrences[k].append(at)
+            for wl, found in zip(self._word_lists, occurrences, strict=True):
+                found.sort()
+                view._mentions[wl] = found
         limit = len(folded)
         found: dict[tuple[str, int, int, str], Match] = {}
         spans = _merge(reports, self._som) if reports else []

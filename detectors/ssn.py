@@ -31,6 +31,7 @@ def ssa_valid(digits: str) -> bool:
 class SsnDetector(Detector):
     name = "us_ssn"
     entities = ("US_SSN",)
+    context_words = (CONTEXT,)
 
     def patterns(self) -> list[Pattern]:
         return [Pattern("run", NUMBER_RUN)]
