@@ -3,15 +3,18 @@ and footers), OpenDocument, PDF (pdfium), RTF and OLE compound files (encrypted 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import html
 import posixpath
 import re
 import struct
 import threading
+import zlib
 from typing import Any
 
 from dlp.extract.archives import iter_zip
-from dlp.extract.budget import Budget, DecodeError
+from dlp.extract.budget import Budget, DecodeError, LimitHit
 from dlp.extract.cfb import CompoundFile, office_encryption
 from dlp.extract.files import Where, add_text, extract_bytes, printable_strings
 from dlp.extract.rtf import rtf_text
@@ -248,6 +251,7 @@ def extract_pdf(data: bytes, where: Where, budget: Budget) -> None:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
+    _check_pdf_streams(data, where, budget)
     with _PDFIUM:  # pdfium is not thread-safe; inline inspection runs messages on threads
         try:
             document = pdfium.PdfDocument(data)
@@ -263,6 +267,59 @@ def extract_pdf(data: bytes, where: Where, budget: Budget) -> None:
             document.close()
     for name, content in attachments:
         extract_bytes(content, where.child(f"{where.location}/{name}", archive=1), budget, name=name)
+
+
+def _check_pdf_streams(data: bytes, where: Where, budget: Budget) -> None:
+    """pdfium inflates a content stream whole, however big (a 1 MB PDF took 2 GB of memory), so every
+    Flate stream (bare or under ASCII85 / hex) is inflated here first, bounded, output discarded: its
+    size is charged to the message's budget and held to the compression-ratio cap."""
+    cap = budget.limits.compression_ratio * max(len(data), 64 * 1024)
+    total = 0
+    found = data.find(b"stream")
+    while found >= 0:
+        start = found + 6
+        found = data.find(b"stream", start)
+        if data[start - 9 : start - 6] == b"end" or data[start : start + 1] not in (b"\r", b"\n"):
+            continue
+        start += 2 if data[start : start + 2] == b"\r\n" else 1
+        head = data[max(0, start - 520) : start]
+        head = head[head.rfind(b"<<") :]
+        if b"/Fl" not in head:
+            continue
+        end = data.find(b"endstream", start)
+        body = data[start : end if end >= 0 else len(data)]
+        if b"/A85" in head or b"/ASCII85" in head or b"/AHx" in head or b"/ASCIIHex" in head:
+            body = _ascii_decoded(body, hex_digits=b"/AHx" in head or b"/ASCIIHex" in head)
+        produced = _inflated_size(body, cap - total + 1)
+        total += produced
+        budget.charge(produced)
+        if total > cap:
+            raise LimitHit(Reason.ARCHIVE_LIMITS_EXCEEDED, "PDF streams inflate past the compression-ratio limit")
+        if budget.expired():
+            budget.check_time()
+
+
+def _ascii_decoded(body: bytes, hex_digits: bool) -> bytes:
+    try:
+        if hex_digits:
+            digits = bytes(b for b in body.split(b">", 1)[0] if b not in b" \t\r\n\f\x00")
+            return binascii.unhexlify(digits + b"0" * (len(digits) % 2))
+        return base64.a85decode(body.split(b"~>", 1)[0].strip().removeprefix(b"<~"), adobe=False)
+    except ValueError:
+        return b""
+
+
+def _inflated_size(body: bytes, limit: int) -> int:
+    inflater = zlib.decompressobj()
+    produced = 0
+    pending = body
+    try:
+        while pending and produced < limit and not inflater.eof:
+            produced += len(inflater.decompress(pending, 1 << 20))
+            pending = inflater.unconsumed_tail
+    except zlib.error:
+        pass  # pdfium keeps what inflated before the damage; so is that counted
+    return produced
 
 
 def _pdf_pages(document: Any, where: Where, budget: Budget) -> None:

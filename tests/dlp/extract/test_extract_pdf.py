@@ -3,8 +3,10 @@ ending in text or a named Uninspected reason, quickly."""
 
 from __future__ import annotations
 
+import base64
 import io
 import time
+import zlib
 
 from pypdf import PdfReader, PdfWriter
 
@@ -119,3 +121,30 @@ def test_concurrent_threads_share_pdfium_safely() -> None:
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: texts("t.pdf", data)[0], range(24)))
     assert all(len(r) == 10 and r["t.pdf/page[1]"] == f"Card {PAN}" for r in results)
+
+
+def _bomb_stream(megabytes: int, ascii85: bool = False) -> bytes:
+    inflater = zlib.compressobj(9)
+    body = b"".join(inflater.compress(b" " * (1 << 20)) for _ in range(megabytes)) + inflater.flush()
+    filters = b"/FlateDecode"
+    if ascii85:
+        body, filters = base64.a85encode(body) + b"~>", b"[/ASCII85Decode /FlateDecode]"
+    return b"<< /Length %d /Filter %s >>\nstream\n" % (len(body), filters) + body + b"\nendstream"
+
+
+def test_content_stream_bomb_is_refused_before_pdfium_inflates_it() -> None:
+    # pdfium would inflate a content stream whole: 1 GB of memory for a 1 MB file.
+    for ascii85 in (False, True):
+        started = time.process_time()
+        data = pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>", FONT,
+                    page(5), _bomb_stream(300, ascii85)])
+        got, skipped = texts("bomb.pdf", data)
+        assert not got and skipped == {("bomb.pdf", Reason.ARCHIVE_LIMITS_EXCEEDED)}
+        assert time.process_time() - started < 3.0
+
+
+def test_ordinary_compressed_pdf_passes_the_stream_check() -> None:
+    content = zlib.compress(text_stream(f"Card {PAN}"))
+    data = pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>", FONT, page(5),
+                b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream"])
+    assert texts("ok.pdf", data) == ({"ok.pdf/page[1]": f"Card {PAN}"}, set())
