@@ -98,9 +98,12 @@ def _text(data: bytes, where: Where, budget: Budget, name: str, content_type: st
         add_text(html_to_text(text), where, budget, "text/html")
         return
     elif lower.endswith((".xml", ".xsd", ".svg")) or content_type.endswith("xml"):
-        from dlp.extract.xmltext import markup_text
+        from dlp.extract.xmltext import attribute_values, markup_text
 
         add_text(markup_text(text), where, budget, content_type or "application/xml")
+        attributes = attribute_values(text)
+        if attributes:
+            add_text(attributes, where.child(f"{where.location}/attributes"), budget, "text/plain")
         return
     if delimiter:
         add_text(csv_text(text, delimiter), where, budget, "text/csv")

@@ -161,3 +161,12 @@ def markup_text(xml: str | bytes) -> str:
             text = _TRAILING_TABS.sub("\n", text)
     text = html.unescape(text) if "&" in text else text
     return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+_ATTRIBUTE = re.compile(r"""\s[\w:.\-]+\s*=\s*(?:"([^"<]*)"|'([^'<]*)')""")
+
+
+def attribute_values(xml: str) -> str:
+    """The attribute values of plain XML, one per line: data exports often keep their fields there
+    (`<customer card="..."/>`), which a text-node reading alone would pass as empty."""
+    return "\n".join(html.unescape(a or b) for a, b in _ATTRIBUTE.findall(xml) if (a or b).strip())

@@ -52,3 +52,9 @@ def test_plain_names_stay_readable_and_add_no_parts() -> None:
     locations = [p.location for p in extract(raw, ContentKind.EMAIL, Limits()).parts]
     assert "attachment[1]:report_2026.zip/clients.csv" in locations
     assert not [loc for loc in locations if loc.endswith("/name")]
+
+
+def test_values_in_xml_attributes_are_inspected() -> None:
+    raw = mail_with("export.xml", b'<?xml version="1.0"?><rows><c v="4111 1111 1111 1111" n=\'Jane &amp; Co\'/></rows>')
+    parts = {p.location: p.text for p in extract(raw, ContentKind.EMAIL, Limits()).parts}
+    assert parts["attachment[1]:export.xml/attributes"].splitlines() == ["1.0", PAN, "Jane & Co"]
