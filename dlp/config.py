@@ -43,6 +43,7 @@ class Limits:
 @dataclass(frozen=True, slots=True)
 class InspectionSettings:
     workers: int = 0  # process-pool size; 0 = one per core
+    worker_memory_mb: int = 3072  # address-space limit of each inspection process (a bomb fails closed); 0 = none
     policy_file: str = ""  # an operator's override file, merged over the shipped policy
     limits: Limits = field(default_factory=Limits)
 

@@ -194,9 +194,14 @@ _worker_inspector: Inspector | None = None
 
 def _init_worker(settings: Settings) -> None:
     global _worker_inspector
+    import resource
+
     from dlp import logs
 
     logs.configure(settings.log_level)
+    limit = settings.inspection.worker_memory_mb
+    if limit > 0:  # the last line of defence behind the extraction budgets: MemoryError -> fail closed
+        resource.setrlimit(resource.RLIMIT_AS, (limit * 1024 * 1024, resource.RLIM_INFINITY))
     _worker_inspector = Inspector.from_settings(settings)
 
 
@@ -239,7 +244,7 @@ class InspectionPool:
 
     def _new_executor(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["dlp.inspect"])
+        ctx.set_forkserver_preload(["dlp.inspect", "pypdfium2"])
         return ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=_init_worker,
                                    initargs=(self.settings,))
 

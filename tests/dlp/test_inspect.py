@@ -85,3 +85,24 @@ def test_pool_turns_a_stuck_worker_into_a_timeout(tmp_path: Path) -> None:
         assert ok.action.value == "pass", "the pool recovers after recycling the stuck worker"
     finally:
         pool.close()
+
+
+def test_a_worker_out_of_memory_fails_closed(tmp_path: Path) -> None:
+    """The address-space limit behind the extraction budgets: a message that needs more memory than the
+    worker may have is an inspection failure, never a pass, and the pool keeps working."""
+    big = 512 * 1024 * 1024  # budgets far above the memory limit, so that only the limit can stop it
+    settings = load_settings(overrides={"data_dir": str(tmp_path), "inspection.workers": 1,
+                                        "inspection.worker_memory_mb": 500,
+                                        "inspection.limits.max_message_bytes": big,
+                                        "inspection.limits.max_text_chars": big,
+                                        "inspection.limits.max_part_chars": big}, environ={})
+    pool = InspectionPool(settings)
+    pool.start()
+    try:
+        huge = b"word " * (150 * 1024 * 1024 // 5)  # 150 MB of text: its decoded copies exceed 500 MB
+        with pytest.raises(InspectionFailed):
+            asyncio.run(pool.inspect(Message(Channel.SMTP, huge, ContentKind.FILE)))
+        ok = asyncio.run(pool.inspect(Message(Channel.SMTP, b"hello", ContentKind.FILE)))
+        assert ok.action.value == "pass"
+    finally:
+        pool.close()
