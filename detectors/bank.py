@@ -15,7 +15,6 @@ US bank account numbers have no checksum: 8-17 digits are reported only next to 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from detectors._numbers import NUMBER_RUN, has_word, separators_between
@@ -38,14 +37,15 @@ IBAN_RUN = r"\b[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){10,30}"
 ABA_CONTEXT = ("routing", "aba", "rtn", "transit", "abartn", "routing#", "r/t")
 ACCOUNT_CONTEXT = ("account", "acct", "a/c", "checking", "savings", "bank", "deposit", "acc no", "acc#",
                    "acc. no")
-_ALNUM = re.compile(r"[A-Za-z0-9]")
+# Each letter as its base-36 value (A -> "10" ... Z -> "35"), the ISO 7064 mod-97 digit string.
+_BASE36 = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
 
 
 def iban_ok(iban: str) -> bool:
     if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban[2:4].isdigit():
         return False
     rearranged = iban[4:] + iban[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    return int(rearranged.translate(_BASE36)) % 97 == 1
 
 
 def aba_ok(digits: str) -> bool:
@@ -71,13 +71,23 @@ class IbanDetector(Detector):
         length = IBAN_LENGTHS.get(country)
         if length is None:
             return
-        chars = [m for m in _ALNUM.finditer(t, start, end)][:length]
-        if len(chars) < length:
+        # The span holds alphanumerics with single spaces between them (IBAN_RUN): walk its space-split
+        # pieces to the `length`-th character rather than building a match object per character.
+        stop, need, pieces = start, length, []
+        for piece in t[start:end].split(" "):
+            if len(piece) >= need:
+                pieces.append(piece[:need])
+                stop += need
+                need = 0
+                break
+            pieces.append(piece)
+            need -= len(piece)
+            stop += len(piece) + 1
+        if need:
             return
-        stop = chars[-1].end()
         if stop < len(t) and t[stop].isalnum():
             return  # the candidate runs on: part of a longer token, not this IBAN
-        iban = "".join(m.group() for m in chars).upper()
+        iban = "".join(pieces).upper()
         if iban_ok(iban):
             yield Match("IBAN_CODE", start, stop, 1.0, iban, label=country)
 
