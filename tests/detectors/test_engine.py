@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from detectors.base import Detector, DetectorSet, build_detectors, load_all
+from detectors.base import Detector, DetectorSet, Pattern, build_detectors, load_all
 from dlp.model import Match
 
 
@@ -92,3 +92,33 @@ def test_context_words_found_when_lowercasing_changes_the_text_length(engine):
     for prefix in ("", "İİİ "):
         found = {(m.entity, m.value) for m in engine.scan(f"{prefix}customer ssn 536221234 and routing 021000021")}
         assert found == {("US_SSN", "536221234"), ("ABA_ROUTING_NUMBER", "021000021")}, prefix
+
+
+def test_context_words_from_the_pass_equal_the_lowercase_search(engine):
+    # ASCII texts get their context-word occurrences from the Hyperscan pass (caseless literals): the
+    # lists must be exactly those that ScanText builds itself with str.find on the lowercased text.
+    from detectors.base import ScanText
+    from dlp.normalize import normalize
+
+    text = "Routing: 021000021. SSN 536221234, ACCT# 12345678 (Checking), routing#021000021 Social"
+    seen: dict[tuple[str, ...], list[int]] = {}
+
+    lists = tuple(words for d in engine.detectors for words in d.context_words)
+    assert len(lists) >= 3, "SSN, routing and account detectors declare their context words"
+
+    class Spy(Detector):
+        context_words = lists
+
+        def patterns(self):
+            return [Pattern("digit", "[0-9]")]
+
+        def validate(self, view, key, start, end):
+            seen.update({words: list(found) for words, found in view._mentions.items()})
+            return ()
+
+    DetectorSet([Spy()]).scan(text)
+    reference = ScanText(normalize(text))
+    for words in lists:
+        assert seen[words] == reference._occurrences(words), words
+    found = {(m.entity, m.value) for m in engine.scan(text)}
+    assert {("ABA_ROUTING_NUMBER", "021000021"), ("US_SSN", "536221234"), ("US_BANK_NUMBER", "12345678")} <= found
