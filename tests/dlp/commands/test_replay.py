@@ -121,7 +121,7 @@ def test_replay_over_a_capture_uses_the_passive_monitor(tmp_path: Path) -> None:
     assert changes == {
         # demo.pcap: the mail with 10 cards in an xlsx, the 1-byte-segment JSON POST, the TLS session
         "demo.pcap#1 DATA from <agent7@callcenter.example> to someone@freemail.example": ("alert", "quarantine"),
-        "demo.pcap#2 POST http://paste.example/api/notes": ("alert", "quarantine"),
+        "demo.pcap#2 POST http://paste.example": ("alert", "quarantine"),
         "demo.pcap#3 encrypted session": ("alert", "pass"),
         # smtp-auth.pcap: the credentials finding exists only in the passive monitor (not in the content)
         "smtp-auth.pcap#1 AUTH (SMTP AUTH LOGIN) in clear": ("alert", "quarantine"),
