@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers.smtp_relay import RelayUnderTest, self_signed_cert
 from helpers.smtp_sinks import RecordingSink, SinkBehaviour
 
@@ -33,8 +34,12 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_one_connection_carries_many_messages() -> None:
-    with RecordingSink() as sink:
+PIPELINING = pytest.mark.parametrize("pipelining", [False, True], ids=["lockstep", "pipelined"])
+
+
+@PIPELINING
+def test_one_connection_carries_many_messages(pipelining: bool) -> None:
+    with RecordingSink(SinkBehaviour(pipelining=pipelining)) as sink:
         async def scenario() -> NextHopPool:
             pool = NextHopPool(sink.address, timeout=10)
             for i in range(5):
@@ -60,10 +65,12 @@ def test_a_connection_is_retired_after_its_message_limit() -> None:
         assert len(sink.wait_for(5)) == 5
 
 
-def test_a_connection_the_next_hop_dropped_is_replaced_not_reported() -> None:
+@PIPELINING
+def test_a_connection_the_next_hop_dropped_is_replaced_not_reported(pipelining: bool) -> None:
     # The next hop closes sessions idle for 0.3 s; the pool keeps them for longer, so the RSET probe
-    # must find the dead one and open another instead of failing the message.
-    with RecordingSink(SinkBehaviour(idle_timeout=0.3)) as sink:
+    # (alone, or leading the pipelined group) must find the dead one and open another instead of
+    # failing the message.
+    with RecordingSink(SinkBehaviour(idle_timeout=0.3, pipelining=pipelining)) as sink:
         async def scenario() -> NextHopPool:
             pool = NextHopPool(sink.address, timeout=10, limits=PoolLimits(idle_seconds=30))
             assert (await pool.deliver("a@x.test", ["b@y.test"], DATA)).ok
@@ -119,8 +126,10 @@ def test_starttls_is_negotiated_once_per_connection(tmp_path: Path) -> None:
         assert all(m.tls for m in got) and all(m.data == DATA for m in got)
 
 
-def test_a_refused_transaction_leaves_the_connection_usable() -> None:
-    with RecordingSink(SinkBehaviour(refuse_recipients={"no@y.test": "550 5.1.1 no"})) as sink:
+@PIPELINING
+def test_a_refused_transaction_leaves_the_connection_usable(pipelining: bool) -> None:
+    behaviour = SinkBehaviour(refuse_recipients={"no@y.test": "550 5.1.1 no"}, pipelining=pipelining)
+    with RecordingSink(behaviour) as sink:
         async def scenario() -> NextHopPool:
             pool = NextHopPool(sink.address, timeout=10)
             refused = await pool.deliver("a@x.test", ["no@y.test"], DATA)
@@ -131,6 +140,25 @@ def test_a_refused_transaction_leaves_the_connection_usable() -> None:
 
         assert run(scenario).opened == 1
         assert [m.recipients for m in sink.wait_for(1)] == [["b@y.test"]]
+
+
+def test_pipelined_partial_refusal_drops_the_connection_before_any_message_byte() -> None:
+    # DATA was already sent with the RCPTs and got its 354 (one recipient was accepted): the only way
+    # to deliver nothing is to close the connection without the message, and not reuse it.
+    behaviour = SinkBehaviour(refuse_recipients={"no@y.test": "550 5.1.1 no"}, pipelining=True)
+    with RecordingSink(behaviour) as sink:
+        async def scenario() -> NextHopPool:
+            pool = NextHopPool(sink.address, timeout=10)
+            partial = await pool.deliver("a@x.test", ["b@y.test", "no@y.test"], DATA)
+            assert (partial.outcome, partial.code, partial.refused) == (Outcome.TEMPFAIL, 451, {"no@y.test": 550})
+            assert pool.idle == 0
+            assert (await pool.deliver("a@x.test", ["c@y.test"], DATA)).ok
+            await pool.close()
+            return pool
+
+        assert run(scenario).opened == 2
+        assert [m.recipients for m in sink.wait_for(1)] == [["c@y.test"]]
+        assert len(sink.messages) == 1
 
 
 def test_the_relay_reuses_its_next_hop_connection(tmp_path: Path) -> None:

@@ -45,11 +45,19 @@ class SinkBehaviour:
     eight_bit: bool = True  # announce 8BITMIME (False: a 7-bit-only next hop)
     idle_timeout: float = 300.0  # aiosmtpd closes a session idle this long
     tls_context: ssl.SSLContext | None = None  # offer STARTTLS
+    pipelining: bool = False  # announce PIPELINING (aiosmtpd reads commands from a buffered stream, in order)
 
 
 class _Handler:
     def __init__(self, sink: RecordingSink) -> None:
         self.sink = sink
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.sink.behaviour.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         refusal = self.sink.behaviour.refuse_recipients.get(address)
