@@ -274,13 +274,16 @@ def parse_date(text: str, order: DateOrder) -> date | None:
     return None
 
 
-_MONTH_ABBREVIATIONS = tuple(name[:3] for name in _MONTH_NAMES)
+# What both text-date patterns need, in the lowercased text: a month's first three letters (`_month`),
+# at most six more letters (the month group has at most nine), then the separators and a digit. Prose
+# ("summary of", "may be") fails it, so the two patterns, slow over prose, rarely run.
+_MONTH_THEN_NUMBER = re.compile(
+    "(?:" + "|".join(name[:3] for name in _MONTH_NAMES) + r")[a-z]{0,6}\.?,?[ \-]\d")
 
 
 def _names_a_month(lower: str) -> bool:
-    """Whether a month's first three letters occur: a date written with a month name needs them
-    (`_month`), and without them the two text-date patterns, slow over prose, are skipped."""
-    return any(abbreviation in lower for abbreviation in _MONTH_ABBREVIATIONS)
+    """Whether a month name followed by a number may occur: a date with a month name needs one."""
+    return _MONTH_THEN_NUMBER.search(lower) is not None
 
 
 def text_dates(text: str, lower: str | None = None) -> list[tuple[str, int, int]]:
