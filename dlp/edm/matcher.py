@@ -107,7 +107,10 @@ class Candidates:
 
     @cached_property
     def distinct_words(self) -> set[str]:
-        return {_fold_word(w) for w in WORD.findall(self.lower)}
+        lower = self.lower
+        if "'" in lower or "’" in lower:
+            return {_fold_word(w) for w in WORD.findall(lower)}
+        return set(WORD.findall(lower))  # no apostrophe: folding changes no word
 
     @cached_property
     def emails(self) -> list[tuple[str, str, int, int]]:
@@ -129,7 +132,8 @@ class Candidates:
                 out.append((COMPACT, w, m.start(), m.end()))
         for m in _COMPACT_TWO.finditer(lower):
             joined = m.group(1) + m.group(2)
-            if not joined.isdigit() and any(c.isdigit() for c in joined):
+            # Mostly two short words of prose ("to be"): letters only, never a digit.
+            if not joined.isalpha() and not joined.isdigit() and any(c.isdigit() for c in joined):
                 out.append((COMPACT, joined, m.start(), m.end()))
         return out
 
@@ -248,7 +252,7 @@ class Matcher:
         """The words that occur in this client's name or text fields (by the keyed word filter)."""
         if not len(self._tokens):
             return set()
-        unknown = [w for w in words if w not in self._not_words]
+        unknown = list(words - self._not_words)
         if not unknown:
             return set()
         h64 = self.index.hasher.h64
