@@ -16,7 +16,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -73,6 +73,25 @@ _NOT_WORDS_CACHE = 200_000  # words known to be in no index's word filter (never
 
 def _fold_word(w: str) -> str:
     return w.replace("'", "").replace("’", "") if ("'" in w or "’" in w) else w
+
+
+@lru_cache(maxsize=4096)
+def _number_windows(shape: str, wanted: frozenset[int] | None) -> tuple[tuple[int, int], ...]:
+    """(first, last) group of each window of consecutive digit groups with a wanted digit count, for a
+    run's layout (its group lengths, one character each: detectors._numbers.RunShape). Layouts repeat
+    ("4444", "334") and hold no digit of the number, so they are remembered."""
+    lengths = [ord(c) - 48 for c in shape]
+    n = len(lengths)
+    windows = []
+    for i in range(n):
+        total = 0
+        for j in range(i, n):
+            total += lengths[j]
+            if total > _MAX_NUMBER_DIGITS:
+                break
+            if total >= MIN_DIGITS and (wanted is None or total in wanted):
+                windows.append((i, j))
+    return tuple(windows)
 
 
 class RunSource(Protocol):
@@ -177,18 +196,7 @@ class Candidates:
         text = self.text
         out: list[tuple[str, int, int, bool]] = []
         for start, end in runs.spans:
-            shape = runs.shape(start, end).shape
-            lengths = [ord(c) - 48 for c in shape]
-            n = len(lengths)
-            windows = []
-            for i in range(n):
-                total = 0
-                for j in range(i, n):
-                    total += lengths[j]
-                    if total > _MAX_NUMBER_DIGITS:
-                        break
-                    if total >= MIN_DIGITS and (wanted is None or total in wanted):
-                        windows.append((i, j))
+            windows = _number_windows(runs.shape(start, end).shape, wanted)
             if not windows:
                 continue
             groups = runs.digit_groups(start, end)
