@@ -71,6 +71,78 @@ _COMPACT_TWO = re.compile(r"(?<![^\W_])([^\W_]{2,4})[ \-]([^\W_]{2,4})(?![^\W_])
 _NOT_WORDS_CACHE = 200_000  # words known to be in no index's word filter (never a customer's word)
 
 
+_DIGITS = re.compile(r"\d+")
+_PAIR_SEPARATORS = " -"
+
+
+def _short_token_before(text: str, start: int) -> int:
+    """Start of the 2-4 character token just before the token at `start`, joined to it by one space or
+    hyphen (the pairs `_COMPACT_TWO` reads); -1 when there is none. ASCII text."""
+    if start < 3 or text[start - 1] not in _PAIR_SEPARATORS or not text[start - 2].isalnum():
+        return -1
+    i = start - 2
+    while i > 0 and text[i - 1].isalnum():
+        i -= 1
+    return i if 2 <= start - 1 - i <= 4 else -1
+
+
+def _short_token_after(text: str, end: int) -> int:
+    """End of the 2-4 character token just after the token ending at `end`, joined by one space or
+    hyphen; -1 when there is none. ASCII text."""
+    n = len(text)
+    if end + 2 >= n or text[end] not in _PAIR_SEPARATORS:
+        return -1
+    j = end + 1
+    while j < n and text[j].isalnum():
+        j += 1
+    return j if 2 <= j - end - 1 <= 4 else -1
+
+
+def _ascii_compact(lower: str) -> list[tuple[str, str, int, int]]:
+    """`Candidates.compact` of ASCII text, the same list as the two patterns give, found from the digits
+    only: a postcode-like piece needs one, and prose has few, while the patterns try every word.
+
+    `_COMPACT_TWO` pairs short tokens left to right without overlap, so in a chain of short tokens
+    joined by single separators the pairs are (1st, 2nd), (3rd, 4th)...: a token's partner follows from
+    its place in its chain."""
+    singles: list[tuple[str, str, int, int]] = []
+    pairs: dict[int, tuple[str, str, int, int]] = {}
+    n = len(lower)
+    done = 0
+    for m in _DIGITS.finditer(lower):
+        start, end = m.span()
+        if start < done:
+            continue  # another digit of a token already seen
+        while start > 0 and lower[start - 1].isalnum():
+            start -= 1
+        while end < n and lower[end].isalnum():
+            end += 1
+        done = end
+        size = end - start
+        if 3 <= size <= 10:
+            w = lower[start:end]
+            if not (size < MIN_DIGITS and w.isdigit()):
+                singles.append((COMPACT, w, start, end))
+        if not 2 <= size <= 4:
+            continue
+        place, first = 0, start  # the token's place in its chain of short tokens
+        while (before := _short_token_before(lower, first)) >= 0:
+            place += 1
+            first = before
+        if place % 2:  # the second of a pair
+            a = _short_token_before(lower, start)
+            a_end, b, b_end = start - 1, start, end
+        else:
+            b_end = _short_token_after(lower, end)
+            if b_end < 0:
+                continue
+            a, a_end, b = start, end, end + 1
+        joined = lower[a:a_end] + lower[b:b_end]
+        if not joined.isdigit():
+            pairs[a] = (COMPACT, joined, a, b_end)
+    return singles + [pairs[a] for a in sorted(pairs)]
+
+
 def _fold_word(w: str) -> str:
     return w.replace("'", "").replace("’", "") if ("'" in w or "’" in w) else w
 
@@ -143,8 +215,10 @@ class Candidates:
 
     @cached_property
     def compact(self) -> list[tuple[str, str, int, int]]:
-        out = []
         lower = self.lower
+        if lower.isascii():
+            return _ascii_compact(lower)
+        out = []
         for m in _COMPACT_ONE.finditer(lower):
             w = m.group()
             if not (w.isdigit() and len(w) < MIN_DIGITS):
