@@ -219,6 +219,9 @@ class PhoneRegion:
 
 
 _NUMERIC_DATE = re.compile(r"(\d{1,4})[./\-](\d{1,2})[./\-](\d{1,4})")
+# The middle of every numeric date ("/12/1", "-03-1"): searched for in a few microseconds, where the full
+# pattern, which starts at every digit, takes about three times as long.
+_NUMERIC_DATE_MIDDLE = re.compile(r"[./\-]\d{1,2}[./\-]\d")
 _TEXT_DATE_DMY = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?[ \-]([A-Za-z]{3,9})\.?,?[ \-](\d{4})")
 _TEXT_DATE_MDY = re.compile(r"([A-Za-z]{3,9})\.?[ \-](\d{1,2})(?:st|nd|rd|th)?,?[ \-](\d{4})")
 
@@ -290,9 +293,10 @@ def text_dates(text: str, lower: str | None = None) -> list[tuple[str, int, int]
     """ISO forms of every date-looking span in normalised text, with its span (`lower`: the text
     lowercased, when the caller has it)."""
     out: list[tuple[str, int, int]] = []
-    for m in _NUMERIC_DATE.finditer(text):
-        for d in date_readings(*m.groups()):
-            out.append((d.isoformat(), m.start(), m.end()))
+    if _NUMERIC_DATE_MIDDLE.search(text):  # a quick necessary condition: most texts hold no numeric date
+        for m in _NUMERIC_DATE.finditer(text):
+            for d in date_readings(*m.groups()):
+                out.append((d.isoformat(), m.start(), m.end()))
     if not _names_a_month(lower if lower is not None else text.lower()):
         return out
     for pattern, day_group, month_group in ((_TEXT_DATE_DMY, 1, 2), (_TEXT_DATE_MDY, 2, 1)):
