@@ -4,15 +4,20 @@ runs it off the channels' event loops."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import hashlib
 import hmac
 import multiprocessing
 import os
 import re
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
 
 from detectors.base import DetectorSet, build_detectors
 from dlp.config import Limits, Settings
@@ -217,11 +222,64 @@ def kill_executor(executor: ProcessPoolExecutor) -> None:
     executor.shutdown(wait=False, cancel_futures=True)
 
 
+class _Job:
+    __slots__ = ("future", "message", "timer")
+
+    def __init__(self, message: Message, future: asyncio.Future[Verdict]) -> None:
+        self.message = message
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _Worker:
+    """One inspection process and our end of its pipe; it carries at most one job at a time."""
+
+    def __init__(self, process: BaseProcess, conn: Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.job: _Job | None = None
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.kill()
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+def _worker_main(conn: Connection, settings: Settings) -> None:
+    """A worker process: say "ready", then answer each message with ("ok", verdict) or a failure."""
+    _init_worker(settings)
+    conn.send(("ready", None))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        except MemoryError:
+            conn.send(("failed", Reason.INSPECTION_ERROR))
+            continue
+        if message is None:
+            return
+        try:
+            conn.send(("ok", _inspect_in_worker(message)))
+        except InspectionFailed as failed:
+            conn.send(("failed", failed.reason))
+        except Exception:  # MemoryError included: fail closed, keep serving
+            conn.send(("failed", Reason.INSPECTION_ERROR))
+
+
+# Messages above this are written to a worker's pipe from a thread, not from the event loop.
+_INLINE_SEND_BYTES = 256 * 1024
+
+
 class InspectionPool:
     """Runs inspections in worker processes so that the SMTP and HTTP servers keep answering.
 
     `workers = 0` means one per core; `workers < 0` inspects in a thread of this process (tests, tiny
-    deployments). A budget overrun recycles the pool: a stuck worker cannot be interrupted otherwise.
+    deployments). The event loop talks to each worker over its own pipe (add_reader), one message at a
+    time: no feeder or manager threads and no thread hops per message, unlike a ProcessPoolExecutor. A
+    budget overrun kills that worker (a stuck one cannot be interrupted otherwise) and starts another.
+    The pool follows the event loop it is used from (tests run several asyncio.run in a row).
     """
 
     def __init__(self, settings: Settings, inspector: Inspector | None = None) -> None:
@@ -231,48 +289,196 @@ class InspectionPool:
             Inspector.from_settings(settings) if self._inline else None
         )
         self._workers = settings.inspection.workers or os.cpu_count() or 1
-        self._executor: ProcessPoolExecutor | None = None
+        self._budget = settings.inspection.limits.time_budget_seconds * 1.2 + 2.0
+        self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._live: list[_Worker] = []
+        self._idle: list[_Worker] = []
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._lock = threading.Lock()  # guards _fresh and _spawning (spawner threads append)
+        self._fresh: list[_Worker] = []
+        self._spawning = 0
         self.queue_depth = 0
 
     def start(self) -> None:
-        if not self._inline and self._executor is None:
-            self._executor = self._new_executor()
-            # Warm up every worker now, so start-up problems surface before the first message.
-            futures = [self._executor.submit(os.getpid) for _ in range(self._workers)]
-            for f in futures:
-                f.result(timeout=120)
+        """Start every worker and wait until each is ready, so start-up problems surface now."""
+        if self._inline or self._started:
+            return
+        workers = [self._launch() for _ in range(self._workers)]
+        for worker in workers:
+            self._await_ready(worker)
+        with self._lock:
+            self._fresh.extend(workers)
+        self._started = True
 
-    def _new_executor(self) -> ProcessPoolExecutor:
+    @staticmethod
+    def _context() -> multiprocessing.context.ForkServerContext:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["dlp.inspect", "pypdfium2"])
-        return ProcessPoolExecutor(self._workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(self.settings,))
+        return ctx
+
+    def _launch(self) -> _Worker:
+        ctx = self._context()
+        ours, theirs = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=_worker_main, args=(theirs, self.settings), daemon=True)
+        process.start()
+        theirs.close()
+        return _Worker(process, ours)
+
+    @staticmethod
+    def _await_ready(worker: _Worker) -> None:
+        try:
+            if worker.conn.poll(120) and worker.conn.recv()[0] == "ready":
+                return
+        except (EOFError, OSError):
+            pass
+        worker.kill()
+        raise RuntimeError("an inspection worker did not start")
+
+    def _spawn_soon(self) -> None:
+        """Replace a lost worker from a thread (forking and warming up must not block the loop)."""
+        with self._lock:
+            self._spawning += 1
+
+        def spawn() -> None:
+            try:
+                worker = self._launch()
+                self._await_ready(worker)
+            except Exception:
+                with self._lock:
+                    self._spawning -= 1
+                return  # the next inspect() notices the missing worker and tries again
+            with self._lock:
+                self._spawning -= 1
+                self._fresh.append(worker)
+            loop = self._loop  # the loop in use now, which may not be the one that lost the worker
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # that loop has closed: the next inspect() adopts it
+                    loop.call_soon_threadsafe(self._adopt)
+
+        threading.Thread(target=spawn, name="dlp-inspection-spawn", daemon=True).start()
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Watch the workers' pipes from `loop` (the loop inspect() is awaited on)."""
+        if self._loop is loop:
+            return
+        old, self._loop = self._loop, loop
+        for worker in list(self._live):
+            if old is not None and not old.is_closed():
+                with contextlib.suppress(Exception):
+                    old.remove_reader(worker.conn.fileno())
+            if worker.job is not None:  # a reply meant for another loop's caller: start that worker afresh
+                self._lose(worker, Reason.INSPECTION_ERROR)
+                continue
+            loop.add_reader(worker.conn.fileno(), self._on_reply, worker)
+        self._queue = collections.deque(j for j in self._queue if not j.future.done())
+
+    def _adopt(self) -> None:
+        with self._lock:
+            fresh, self._fresh = self._fresh, []
+        for worker in fresh:
+            if self._loop is None or self._loop.is_closed():
+                with self._lock:
+                    self._fresh.append(worker)
+                continue
+            self._live.append(worker)
+            self._idle.append(worker)
+            self._loop.add_reader(worker.conn.fileno(), self._on_reply, worker)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._queue and self._idle:
+            job = self._queue.popleft()
+            if job.future.done():  # its caller gave up while it waited
+                continue
+            worker = self._idle.pop()
+            if not worker.process.is_alive():  # died while idle (its EOF not seen yet): not this job's fault
+                self._queue.appendleft(job)
+                self._lose(worker, Reason.INSPECTION_ERROR)
+                continue
+            worker.job = job
+            assert self._loop is not None
+            job.timer = self._loop.call_later(self._budget, self._overrun, worker, job)
+            payload = ForkingPickler.dumps(job.message)
+            if len(payload) <= _INLINE_SEND_BYTES:
+                try:
+                    worker.conn.send_bytes(payload)
+                except OSError:
+                    self._lose(worker, Reason.INSPECTION_ERROR)
+            else:  # the worker reads it as fast as we write, but not faster than memory copies
+                threading.Thread(target=self._send_quietly, args=(worker.conn, payload), daemon=True).start()
+
+    @staticmethod
+    def _send_quietly(conn: Connection, payload: bytes) -> None:
+        with contextlib.suppress(OSError):  # a dead worker: its pipe's EOF reports it on the loop
+            conn.send_bytes(payload)
+
+    def _on_reply(self, worker: _Worker) -> None:
+        try:
+            kind, value = worker.conn.recv()
+        except (EOFError, OSError, ValueError):
+            self._lose(worker, Reason.INSPECTION_ERROR)
+            return
+        job, worker.job = worker.job, None
+        if job is not None:
+            if job.timer is not None:
+                job.timer.cancel()
+            if not job.future.done():
+                if kind == "ok":
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(InspectionFailed(value))
+        self._idle.append(worker)
+        self._dispatch()
+
+    def _overrun(self, worker: _Worker, job: _Job) -> None:
+        if worker.job is job:
+            self._lose(worker, Reason.TIMEOUT)
+
+    def _lose(self, worker: _Worker, reason: Reason) -> None:
+        """The worker died or overran its budget: kill it, fail its job, start another."""
+        if self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(worker.conn.fileno())
+        worker.kill()
+        if worker in self._live:
+            self._live.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+        job, worker.job = worker.job, None
+        if job is not None:
+            if job.timer is not None:
+                job.timer.cancel()
+            if not job.future.done() and not job.future.get_loop().is_closed():
+                job.future.set_exception(InspectionFailed(reason))
+        self._spawn_soon()
 
     async def inspect(self, message: Message) -> Verdict:
         """A verdict, or InspectionFailed(TIMEOUT | INSPECTION_ERROR)."""
         from dlp import metrics
 
-        # The inspector checks its own deadline between parts; this hard stop catches one stuck part.
-        budget = self.settings.inspection.limits.time_budget_seconds * 1.2 + 2.0
         self.queue_depth += 1
         metrics.POOL_QUEUE_DEPTH.set(self.queue_depth)
         try:
             if self._inline:
                 assert self._inspector is not None
-                return await asyncio.wait_for(asyncio.to_thread(self._inspector.inspect, message), budget)
-            if self._executor is None:
-                # (Re)starting forks and warms workers: never on the event loop the servers share.
+                return await asyncio.wait_for(asyncio.to_thread(self._inspector.inspect, message), self._budget)
+            if not self._started:
+                # Starting forks and warms workers: never on the event loop the servers share.
                 await asyncio.to_thread(self.start)
-            assert self._executor is not None
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor, _inspect_in_worker, message)
-            return await asyncio.wait_for(future, budget)
+            self._bind(loop)
+            self._adopt()
+            with self._lock:
+                missing = self._workers - len(self._live) - len(self._fresh) - self._spawning
+            for _ in range(missing):
+                self._spawn_soon()
+            future: asyncio.Future[Verdict] = loop.create_future()
+            self._queue.append(_Job(message, future))
+            self._dispatch()
+            return await future
         except TimeoutError:
-            self._recycle()
             raise InspectionFailed(Reason.TIMEOUT) from None
-        except BrokenProcessPool:
-            self._recycle()
-            raise InspectionFailed(Reason.INSPECTION_ERROR) from None
         except InspectionFailed:
             raise
         except Exception:
@@ -281,12 +487,22 @@ class InspectionPool:
             self.queue_depth -= 1
             metrics.POOL_QUEUE_DEPTH.set(self.queue_depth)
 
-    def _recycle(self) -> None:
-        if self._executor is not None:
-            old, self._executor = self._executor, None
-            kill_executor(old)
-
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        """Stop every worker (politely, then by force)."""
+        with self._lock:
+            workers, self._fresh = [*self._live, *self._fresh], []
+        self._live, self._idle = [], []
+        for worker in workers:
+            if self._loop is not None and not self._loop.is_closed():
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(worker.conn.fileno())
+            with contextlib.suppress(Exception):
+                worker.conn.send(None)
+        for worker in workers:
+            worker.process.join(5)
+            worker.kill()
+        for job in self._queue:
+            if not job.future.done() and not job.future.get_loop().is_closed():
+                job.future.cancel()
+        self._queue.clear()
+        self._started = False

@@ -87,6 +87,36 @@ def test_pool_turns_a_stuck_worker_into_a_timeout(tmp_path: Path) -> None:
         pool.close()
 
 
+def test_pool_answers_concurrent_messages_and_replaces_a_worker_that_died(tmp_path: Path) -> None:
+    """Each caller gets the verdict of its own message; a worker killed from outside is replaced and the
+    next message is inspected by its successor."""
+    settings = load_settings(overrides={"data_dir": str(tmp_path), "inspection.workers": 2}, environ={})
+    pool = InspectionPool(settings)
+    pool.start()
+    try:
+        async def many() -> list[str]:
+            bodies = [b"card 4111 1111 1111 1111" if i % 3 == 0 else b"hello" for i in range(30)]
+            verdicts = await asyncio.gather(*(pool.inspect(Message(Channel.SMTP, b, ContentKind.FILE))
+                                              for b in bodies))
+            return [v.action.value for v in verdicts]
+
+        actions = asyncio.run(many())
+        assert [a == "pass" for a in actions] == [i % 3 != 0 for i in range(30)]
+        victim = pool._live[0]
+        victim.process.kill()
+        victim.process.join(10)
+
+        async def after() -> list[str]:
+            verdicts = await asyncio.gather(*(pool.inspect(Message(Channel.SMTP, b"hello", ContentKind.FILE))
+                                              for _ in range(4)))
+            return [v.action.value for v in verdicts]
+
+        assert asyncio.run(after()) == ["pass"] * 4
+        assert victim not in pool._live
+    finally:
+        pool.close()
+
+
 def test_a_worker_out_of_memory_fails_closed(tmp_path: Path) -> None:
     """The address-space limit behind the extraction budgets: a message that needs more memory than the
     worker may have is an inspection failure, never a pass, and the pool keeps working."""
