@@ -209,7 +209,13 @@ def make_pdf(rows: list[list[str]]) -> bytes:
                        b" /Contents %d 0 R >>" % (len(objects) + 2))
         objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objects[1] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % len(kids)
-    out = bytearray(b"%PDF-1.5\n")
+    return assemble_pdf(objects, b"1.5")
+
+
+def assemble_pdf(objects: list[bytes], version: bytes = b"1.4") -> bytes:
+    """A PDF file from its objects (numbered from 1; object 1 is the catalog), with a correct xref
+    table. Shared with the extraction tests, which build hostile PDFs the same way."""
+    out = bytearray(b"%PDF-" + version + b"\n")
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(len(out))

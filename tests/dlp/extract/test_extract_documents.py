@@ -11,6 +11,7 @@ import openpyxl
 from openpyxl.comments import Comment
 from pypdf import PdfReader, PdfWriter
 
+from dlp.bench.extract import assemble_pdf
 from dlp.extract import Extraction, extract_file
 from dlp.model import Reason
 
@@ -51,16 +52,7 @@ def make_pdf(*page_streams: bytes, image: bool = False) -> bytes:
             objects.append(b"<< /Type /XObject /Subtype /Image /Width 1 /Height 1 /ColorSpace /DeviceGray "
                            b"/BitsPerComponent 8 /Length 1 >>\nstream\n\x00\nendstream")
     objects[1] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % len(kids)
-    out = b"%PDF-1.4\n"
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return out
+    return assemble_pdf(objects)
 
 
 def text_stream(text: str) -> bytes:

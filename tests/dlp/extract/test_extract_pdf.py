@@ -10,6 +10,7 @@ import zlib
 
 from pypdf import PdfReader, PdfWriter
 
+from dlp.bench.extract import assemble_pdf
 from dlp.config import Limits
 from dlp.extract import extract_file
 from dlp.model import Reason
@@ -33,16 +34,7 @@ def page(contents: int, parent: int = 2, extra: bytes = b"") -> bytes:
 
 def pdf(objects: list[bytes]) -> bytes:
     """Objects numbered from 1; object 1 is the catalog. The xref table is correct."""
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 def pages_pdf(texts: list[str]) -> bytes:
