@@ -255,9 +255,8 @@ def _worker_main(conn: Connection, settings: Settings) -> None:
             message = conn.recv()
         except EOFError:
             return
-        except MemoryError:
-            conn.send(("failed", Reason.INSPECTION_ERROR))
-            continue
+        except MemoryError:  # the rest of that message is still in the pipe: the stream is out of step
+            return
         if message is None:
             return
         try:
@@ -291,6 +290,8 @@ class InspectionPool:
         self._workers = settings.inspection.workers or os.cpu_count() or 1
         self._budget = settings.inspection.limits.time_budget_seconds * 1.2 + 2.0
         self._started = False
+        self._closed = False
+        self._start_lock = threading.Lock()  # two first inspect() calls must not both start workers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._live: list[_Worker] = []
         self._idle: list[_Worker] = []
@@ -302,14 +303,23 @@ class InspectionPool:
 
     def start(self) -> None:
         """Start every worker and wait until each is ready, so start-up problems surface now."""
-        if self._inline or self._started:
-            return
-        workers = [self._launch() for _ in range(self._workers)]
-        for worker in workers:
-            self._await_ready(worker)
-        with self._lock:
-            self._fresh.extend(workers)
-        self._started = True
+        with self._start_lock:
+            if self._inline or self._started:
+                return
+            workers: list[_Worker] = []
+            try:
+                for _ in range(self._workers):
+                    workers.append(self._launch())
+                for worker in workers:
+                    self._await_ready(worker)
+            except BaseException:
+                for worker in workers:
+                    worker.kill()
+                raise
+            with self._lock:
+                self._fresh.extend(workers)
+            self._closed = False
+            self._started = True
 
     @staticmethod
     def _context() -> multiprocessing.context.ForkServerContext:
@@ -320,9 +330,14 @@ class InspectionPool:
     def _launch(self) -> _Worker:
         ctx = self._context()
         ours, theirs = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_worker_main, args=(theirs, self.settings), daemon=True)
-        process.start()
-        theirs.close()
+        try:
+            process = ctx.Process(target=_worker_main, args=(theirs, self.settings), daemon=True)
+            process.start()
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         return _Worker(process, ours)
 
     @staticmethod
@@ -337,21 +352,30 @@ class InspectionPool:
 
     def _spawn_soon(self) -> None:
         """Replace a lost worker from a thread (forking and warming up must not block the loop)."""
+        if self._closed:
+            return
         with self._lock:
             self._spawning += 1
 
         def spawn() -> None:
+            loop = self._loop  # the loop in use now, which may not be the one that lost the worker
             try:
                 worker = self._launch()
                 self._await_ready(worker)
             except Exception:
                 with self._lock:
                     self._spawning -= 1
-                return  # the next inspect() notices the missing worker and tries again
+                if loop is not None:  # the next inspect() tries again; what waits now must not wait forever
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(self._fail_if_starved)
+                return
             with self._lock:
                 self._spawning -= 1
+                if self._closed:
+                    worker.kill()
+                    return
                 self._fresh.append(worker)
-            loop = self._loop  # the loop in use now, which may not be the one that lost the worker
+            loop = self._loop
             if loop is not None:
                 with contextlib.suppress(RuntimeError):  # that loop has closed: the next inspect() adopts it
                     loop.call_soon_threadsafe(self._adopt)
@@ -413,10 +437,24 @@ class InspectionPool:
         with contextlib.suppress(OSError):  # a dead worker: its pipe's EOF reports it on the loop
             conn.send_bytes(payload)
 
+    def _fail_if_starved(self) -> None:
+        """No worker is alive or on its way: fail the waiting jobs now rather than never."""
+        with self._lock:
+            coming = len(self._fresh) + self._spawning
+        if self._live or coming:
+            return
+        for job in self._queue:
+            if not job.future.done():
+                job.future.set_exception(InspectionFailed(Reason.INSPECTION_ERROR))
+        self._queue.clear()
+
     def _on_reply(self, worker: _Worker) -> None:
         try:
             kind, value = worker.conn.recv()
         except (EOFError, OSError, ValueError):
+            self._lose(worker, Reason.INSPECTION_ERROR)
+            return
+        if worker.job is None:  # a reply nobody asked for: the stream is out of step, never trust it
             self._lose(worker, Reason.INSPECTION_ERROR)
             return
         job, worker.job = worker.job, None
@@ -451,7 +489,8 @@ class InspectionPool:
                 job.timer.cancel()
             if not job.future.done() and not job.future.get_loop().is_closed():
                 job.future.set_exception(InspectionFailed(reason))
-        self._spawn_soon()
+        if not self._closed:
+            self._spawn_soon()
 
     async def inspect(self, message: Message) -> Verdict:
         """A verdict, or InspectionFailed(TIMEOUT | INSPECTION_ERROR)."""
@@ -476,7 +515,8 @@ class InspectionPool:
             future: asyncio.Future[Verdict] = loop.create_future()
             self._queue.append(_Job(message, future))
             self._dispatch()
-            return await future
+            # Each worker enforces the budget of the job it runs; this bounds the wait in the queue too.
+            return await asyncio.wait_for(future, self._budget * 2 + 60)
         except TimeoutError:
             raise InspectionFailed(Reason.TIMEOUT) from None
         except InspectionFailed:
@@ -488,18 +528,26 @@ class InspectionPool:
             metrics.POOL_QUEUE_DEPTH.set(self.queue_depth)
 
     def close(self) -> None:
-        """Stop every worker (politely, then by force)."""
+        """Stop every worker (politely, then by force, within one short shared deadline)."""
         with self._lock:
+            self._closed = True
             workers, self._fresh = [*self._live, *self._fresh], []
         self._live, self._idle = [], []
         for worker in workers:
             if self._loop is not None and not self._loop.is_closed():
                 with contextlib.suppress(Exception):
                     self._loop.remove_reader(worker.conn.fileno())
+            job, worker.job = worker.job, None
+            if job is not None:
+                if job.timer is not None:
+                    job.timer.cancel()
+                if not job.future.done() and not job.future.get_loop().is_closed():
+                    job.future.set_exception(InspectionFailed(Reason.INSPECTION_ERROR))
             with contextlib.suppress(Exception):
                 worker.conn.send(None)
+        deadline = time.monotonic() + 2.0
         for worker in workers:
-            worker.process.join(5)
+            worker.process.join(max(0.0, deadline - time.monotonic()))
             worker.kill()
         for job in self._queue:
             if not job.future.done() and not job.future.get_loop().is_closed():

@@ -136,3 +136,49 @@ def test_a_worker_out_of_memory_fails_closed(tmp_path: Path) -> None:
         assert ok.action.value == "pass"
     finally:
         pool.close()
+
+
+def test_a_message_never_waits_forever_when_no_worker_can_start(tmp_path: Path) -> None:
+    """The operator broke the policy file after start-up and a worker died: its replacement cannot start,
+    so the waiting message fails (the channel applies its failure mode) instead of hanging."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("{}\n")
+    settings = load_settings(overrides={"data_dir": str(tmp_path), "inspection.workers": 1,
+                                        "inspection.policy_file": str(policy)}, environ={})
+    pool = InspectionPool(settings)
+    pool.start()
+    try:
+        assert asyncio.run(pool.inspect(Message(Channel.SMTP, b"hello", ContentKind.FILE))).action.value == "pass"
+        policy.write_text("rules: [ {{{ not yaml\n")
+        worker = pool._live[0]
+        worker.process.kill()
+        worker.process.join(5)
+
+        async def again() -> None:
+            with pytest.raises(InspectionFailed):
+                await asyncio.wait_for(pool.inspect(Message(Channel.SMTP, b"hello", ContentKind.FILE)), 60)
+
+        asyncio.run(again())
+    finally:
+        pool.close()
+
+
+def test_close_under_load_stops_every_worker_for_good(tmp_path: Path) -> None:
+    settings = load_settings(overrides={"data_dir": str(tmp_path), "inspection.workers": 2,
+                                        "inspection.limits.time_budget_seconds": 0.3}, environ={})
+    pool = InspectionPool(settings)
+    pool.start()
+    dense = "".join(f"{i},4{i:015d},536-22-{i % 9000 + 1000}\n" for i in range(40_000)).encode()
+
+    async def load() -> list[object]:
+        calls = [pool.inspect(Message(Channel.SMTP, dense, ContentKind.FILE)) for _ in range(2)]
+        calls += [pool.inspect(Message(Channel.SMTP, b"hello", ContentKind.FILE)) for _ in range(3)]
+        tasks = [asyncio.ensure_future(c) for c in calls]
+        await asyncio.sleep(0.2)
+        pool.close()
+        await asyncio.sleep(2.5)  # past the budget timers of the jobs that were running
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = asyncio.run(load())
+    assert all(isinstance(r, InspectionFailed | asyncio.CancelledError) or hasattr(r, "action") for r in results)
+    assert pool._live == [] and pool._fresh == [] and pool._spawning == 0
