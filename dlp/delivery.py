@@ -144,7 +144,7 @@ def _transaction(client: smtplib.SMTP, sender: str, recipients: list[str], data:
                 refused[rcpt] = code
         if refused:
             client.rset()
-            permanent = all(c >= 500 for c in refused.values()) and len(refused) == len(recipients)
+            permanent = all(c >= 500 for c in refused.values()) and set(refused) == set(recipients)
             if permanent:
                 return failure(Outcome.REJECTED, 550, "5.1.1", "rcpt_refused", refused)
             return failure(Outcome.TEMPFAIL, 451, "4.5.3", "rcpt_refused", refused)

@@ -356,6 +356,6 @@ class NextHopPool:
 
 def _refusal(refused: dict[str, int], recipients: list[str]) -> DeliveryResult:
     """All-or-nothing recipients: every one refused for good is a rejection, anything else a tempfail."""
-    if all(c >= 500 for c in refused.values()) and len(refused) == len(recipients):
+    if all(c >= 500 for c in refused.values()) and set(refused) == set(recipients):  # duplicates count once
         return failure(Outcome.REJECTED, 550, "5.1.1", "rcpt_refused", refused)
     return failure(Outcome.TEMPFAIL, 451, "4.5.3", "rcpt_refused", refused)
