@@ -9,6 +9,7 @@ failure mode (block by default); nothing reaches the upstream server before a ve
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import time
 from collections.abc import AsyncIterator
@@ -80,6 +81,13 @@ class DlpWebAddon:
 
     def load(self, loader: Any) -> None:
         self.master = ctx.master
+
+    def running(self) -> None:
+        # Everything imported and built so far (detectors, policy, mitmproxy itself) lives as long as the
+        # process. Left in the collector, each full collection walks it: `dlp bench web` measured 40-55 ms
+        # pauses a few times a minute, every in-flight request stalled behind them (+20 ms added p99 at
+        # 16 clients). Frozen, a full collection only walks what was allocated since.
+        gc.freeze()
 
     # ---------------------------------------------------------------- HTTP requests
 

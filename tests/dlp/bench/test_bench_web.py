@@ -54,3 +54,23 @@ def test_client_counts_refusals_and_reconnects_after_connection_close() -> None:
     outcomes, connections, bodies = asyncio.run(scenario())
     assert outcomes == [False, True]
     assert connections == 2 and bodies == [b"first", b"second"]
+
+
+def test_proxy_freezes_its_startup_heap_once_running() -> None:
+    """The fix the bench found: long-lived startup objects leave the collector when the proxy runs."""
+    import gc
+
+    from dlp.channels.web_addon import DlpWebAddon
+    from dlp.config import Settings
+    from dlp.inspect import InspectionPool
+    from dlp.pipeline import Pipeline
+
+    settings = Settings()
+    addon = DlpWebAddon(settings.proxy, Pipeline(InspectionPool(settings), None))
+    gc.unfreeze()
+    try:
+        assert gc.get_freeze_count() == 0
+        addon.running()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
