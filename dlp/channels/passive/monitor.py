@@ -10,9 +10,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from dlp import metrics
+from dlp.channels.passive import fastpath
 from dlp.channels.passive.decode import Decoder
 from dlp.channels.passive.flows import FlowHandler, endpoint
 from dlp.channels.passive.offload import OrderedInspections
+from dlp.channels.passive.reader import Capture
 from dlp.channels.passive.reassembly import Flow, Reassembler, ReassemblyLimits
 from dlp.channels.passive.stats import CaptureStats
 from dlp.channels.passive.transaction import Transaction
@@ -100,7 +102,10 @@ class Monitor:
     def feed(self, frames: Iterable[tuple[float, int, bytes]],
              progress: Callable[[int], None] | None = None) -> None:
         """`packet` for every frame, in a loop with its lookups hoisted (the offline path). `progress`
-        is called with the number of frames fed so far every 8192 frames."""
+        is called with the number of frames fed so far every 8192 frames. A classic pcap file of Ethernet
+        frames takes the fused loop of dlp.channels.passive.fastpath (same results, a third of the CPU)."""
+        if isinstance(frames, Capture) and fastpath.feed_capture(self, frames, progress):
+            return
         stats = self.stats
         decode = self.decoder.decode
         add = self.reassembler.add

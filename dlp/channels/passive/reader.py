@@ -8,6 +8,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 # Link-layer types we decode (dlp.channels.passive.decode); others are counted and skipped.
 LINKTYPE_NULL = 0
@@ -46,6 +47,21 @@ class CaptureInfo:
     warnings: list[str] = field(default_factory=list)
 
 
+class PcapLayout(NamedTuple):
+    """Where a classic pcap file's records are, for a caller that walks them itself (the hot loop in
+    dlp.channels.passive.fastpath) instead of iterating frame by frame; `Capture.records_done` takes the
+    offset where it stopped."""
+
+    data: mmap.mmap | bytes
+    start: int  # offset of the first record header
+    end: int
+    header: struct.Struct  # record header: seconds, fraction, captured length, original length
+    record_size: int  # 16, or 24 for the modified format
+    scale: float  # seconds per timestamp fraction unit
+    linktype: int
+    max_record: int
+
+
 class Capture:
     """An open capture file. Iterate for (timestamp seconds, link type, frame bytes)."""
 
@@ -62,6 +78,7 @@ class Capture:
             raise CaptureError(f"{self.path}: {exc.strerror or exc}") from None
         self._data = memoryview(self._map)
         self.size = len(self._data)
+        self._layout: PcapLayout | None = None
         self._records = self._open()
 
     def _open(self) -> Iterator[tuple[float, int, bytes]]:
@@ -82,7 +99,23 @@ class Capture:
         )
 
     def __iter__(self) -> Iterator[tuple[float, int, bytes]]:
+        self._layout = None
         return self._records
+
+    def take_layout(self) -> PcapLayout | None:
+        """For a classic pcap file not read yet: its record layout, and the records are then the caller's
+        to walk (iterating the capture yields nothing more). None for other formats."""
+        layout, self._layout = self._layout, None
+        if layout is not None:
+            self._records = iter(())
+        return layout
+
+    def records_done(self, offset: int, corrupt: bool = False) -> None:
+        """A caller walking a PcapLayout stopped at `offset`: note a corrupt or cut-short end."""
+        if corrupt:
+            self.info.warnings.append(f"corrupt record at byte {offset}; rest of file skipped")
+        elif offset < self.size:
+            self.info.warnings.append("capture ends with a truncated record (file cut short)")
 
     def close(self) -> None:
         self._data.release()
@@ -105,7 +138,10 @@ class Capture:
         linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
         self.info.format = name
         self.info.linktypes.add(linktype)
-        return self._pcap_records(order, 1e-9 if nanos else 1e-6, record_size, linktype)
+        scale = 1e-9 if nanos else 1e-6
+        self._layout = PcapLayout(self._map, 24, self.size, struct.Struct(order + "IIII"), record_size, scale,
+                                  linktype, _MAX_RECORD)
+        return self._pcap_records(order, scale, record_size, linktype)
 
     def _pcap_records(self, order: str, scale: float, record_size: int,
                       linktype: int) -> Iterator[tuple[float, int, bytes]]:
@@ -116,14 +152,13 @@ class Capture:
             sec, frac, caplen, _origlen = header.unpack_from(data, offset)
             offset += record_size
             if caplen > _MAX_RECORD:
-                self.info.warnings.append(f"corrupt record at byte {offset - record_size}; rest of file skipped")
+                self.records_done(offset - record_size, corrupt=True)
                 return
             if offset + caplen > end:
                 break
             yield sec + frac * scale, linktype, raw[offset : offset + caplen]  # mmap slice: one copy
             offset += caplen
-        if offset < end:
-            self.info.warnings.append("capture ends with a truncated record (file cut short)")
+        self.records_done(offset)
 
     # ---------------------------------------------------------------------------------- pcapng
 
