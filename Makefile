@@ -3,6 +3,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The detection hot path that setup.py compiles with mypyc into modules beside their sources: rebuilt
+# whenever one of these sources changes, so that an edited .py never hides behind a stale .so.
+NATIVE := $(VENV)/.native
+NATIVE_SOURCES := setup.py $(wildcard detectors/*.py) dlp/normalize.py
 DATA_DIR ?= $(CURDIR)/.dlp-data
 
 .PHONY: run test lint venv clean bench
@@ -12,22 +16,26 @@ $(STAMP): pyproject.toml scripts/find-python
 	  if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$PYTHON"; $$PYTHON -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(NATIVE)
 
-venv: $(STAMP)
+$(NATIVE): $(STAMP) $(NATIVE_SOURCES)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(NATIVE)
 
-run: $(STAMP)
+venv: $(NATIVE)
+
+run: $(NATIVE)
 	$(VENV)/bin/dlp serve --data-dir $(DATA_DIR)
 
-test: $(STAMP)
+test: $(NATIVE)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
+bench: $(NATIVE)
 	$(VENV)/bin/dlp bench
 
 clean:
-	rm -rf $(VENV) .dlp-data .pytest_cache
+	rm -rf $(VENV) .dlp-data .pytest_cache build *.so detectors/*.so dlp/*.so

@@ -36,17 +36,14 @@ class Group(NamedTuple):
     end: int
 
 
-class Run(list):
-    """The digit groups of one number run; `digits` counts the digits of all of them, and `shape` has one
-    character per group, chr(48 + its length) ("4444" for a grouped card, "324" for an SSN), so that a
-    detector rejects a run by its layout with one substring test."""
-
-    digits: int = 0
-    shape: str = ""
+# The digit groups of one number run, in order.
+Run = list[Group]
 
 
 class RunShape(NamedTuple):
-    """A number run's digit count and layout, as in Run, without the group objects."""
+    """A number run's digit count and its layout: one character per group, chr(48 + its length) ("4444"
+    for a grouped card, "324" for an SSN), so that a detector rejects a run by its layout with one
+    substring test."""
 
     digits: int
     shape: str
@@ -58,17 +55,11 @@ def run_shape(text: str, start: int, end: int) -> RunShape:
 
 
 def digit_groups(text: str, start: int, end: int) -> Run:
-    run = Run()
-    digits = 0
-    shape = []
-    for m in _DIGITS.finditer(text, start, end):
-        s, e = m.span()
-        run.append(Group(m.group(), s, e))
-        digits += e - s
-        shape.append(chr(48 + e - s))
-    run.digits = digits
-    run.shape = "".join(shape)
-    return run
+    return [Group(m.group(), m.start(), m.end()) for m in _DIGITS.finditer(text, start, end)]
+
+
+def shape_of(groups: Run) -> RunShape:
+    return RunShape(sum([g.end - g.start for g in groups]), "".join([chr(48 + g.end - g.start) for g in groups]))
 
 
 def windows(groups: list[Group], shortest: int, longest: int):

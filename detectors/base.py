@@ -22,8 +22,9 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import hyperscan
+from mypy_extensions import mypyc_attr
 
-from detectors._numbers import Run, RunShape, digit_groups, run_shape
+from detectors._numbers import Run, RunShape, digit_groups, run_shape, shape_of
 from dlp.model import Match
 from dlp.normalize import Normalized, normalize
 
@@ -64,6 +65,11 @@ class Pattern:
 # anyway (see _drop_overlapped), so the engine validates strong detectors first and weaker validators
 # may skip their expensive checks (phone number parsing) inside a claimed span.
 STRONG = 60
+
+
+def compiled() -> bool:
+    """Whether the engine runs compiled by mypyc (setup.py) rather than as plain Python."""
+    return not __file__.endswith(".py")
 
 
 def priority(detector: Detector) -> int:
@@ -168,8 +174,7 @@ class ScanText:
         shape = self._shapes.get(key)
         if shape is None:
             groups = self._groups.get(key)
-            shape = self._shapes[key] = (RunShape(groups.digits, groups.shape) if groups is not None
-                                         else run_shape(self.text, start, end))
+            shape = self._shapes[key] = shape_of(groups) if groups is not None else run_shape(self.text, start, end)
         return shape
 
     def digit_groups(self, start: int, end: int) -> Run:
@@ -200,6 +205,7 @@ class ScanText:
         return self.before(start, before) + " " + self.after(end, after)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # detectors elsewhere are not compiled
 class Detector:
     """A family of sensitive data. Subclasses set `name` and `entities`, compile in `__init__`, and
     either declare `patterns()` + `validate()` (the fast path: one shared pass per text) or override
@@ -345,9 +351,9 @@ class DetectorSet:
                 at = end - self._word_len[w]
                 for k in self._word_in[w]:
                     occurrences[k].append(at)
-            for wl, found in zip(self._word_lists, occurrences, strict=True):
-                found.sort()
-                view._mentions[wl] = found
+            for wl, places in zip(self._word_lists, occurrences, strict=True):
+                places.sort()
+                view._mentions[wl] = places
         limit = len(folded)
         found: dict[tuple[str, int, int, str], Match] = {}
         spans = _merge(reports, self._som) if reports else []

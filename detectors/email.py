@@ -33,10 +33,10 @@ class EmailDetector(Detector):
             start -= 1
         while start < at and t[start] in ".-+%_":
             start += 1
-        domain = _ADDRESS.match(t, at)
-        if domain is None or start == at:
+        tail = _ADDRESS.match(t, at)
+        if tail is None or start == at:
             return
-        end = domain.end()
+        end = tail.end()
         address = t[start:end]
         local, _, domain = address.partition("@")
         if not local or ".." in address or local.endswith(".") or domain.startswith(("-", ".")):

@@ -181,7 +181,7 @@ def _presidio_value(entity: str, raw: str) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from detectors.base import build_detectors
+    from detectors.base import build_detectors, compiled
     from dlp.policy import load_policy
 
     size_mb = float(getattr(args, "size_mb", 10.0))
@@ -202,7 +202,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "messages": len(samples), "mb": round(sum(len(s.text.encode()) for s in samples) / MB, 3),
         "with_pii": sum(1 for s in samples if s.truth),
         "with_hard_negatives": sum(1 for s in samples if s.hard_negatives)},
-        "detectors": sorted(d.name for d in detectors.detectors), "compile_seconds": round(compile_s, 3)}
+        "detectors": sorted(d.name for d in detectors.detectors), "compile_seconds": round(compile_s, 3),
+        "engine": "compiled (mypyc)" if compiled() else "plain Python (not compiled: see setup.py)"}
 
     found: list[set[tuple[str, str]]] = []
     results["dlp"] = _throughput(corpora, detectors.scan, repeat)
@@ -270,7 +271,7 @@ def format_text(result: dict[str, Any]) -> str:
     corpus = result["corpus"]
     lines = [f"corpus: {corpus['messages']} messages, {corpus['mb']} MB, {corpus['with_pii']} with sensitive data, "
              f"{corpus['with_hard_negatives']} with hard negatives (seed {result['seed']}); "
-             f"best of {result.get('repeat', 1)} rounds",
+             f"best of {result.get('repeat', 1)} rounds; detection engine {result.get('engine', '?')}",
              "",
              f"{'engine':<30}{'CPU MB/s':>10}{'MB/s':>9}{'msgs/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'MB':>7}"]
     for key, label in (("dlp", "dlp DetectorSet.scan"), ("inspector", "dlp Inspector.inspect"),
