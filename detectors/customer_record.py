@@ -18,12 +18,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from detectors._numbers import NUMBER_RUN, Run, RunShape
+from detectors._numbers import NUMBER_RUN
 from detectors.base import Detector, Pattern, ScanText
 from dlp.edm.config import parse_edm
 from dlp.edm.hashing import client_key
 from dlp.edm.index import EdmIndex, EdmIndexError
 from dlp.edm.matcher import Candidates, Matcher
+from dlp.edm.normalize import DIGITS, EMAIL, PHONE
 from dlp.model import Match
 from dlp.normalize import normalize
 
@@ -56,22 +57,6 @@ def record_label(matcher: Matcher, fields: tuple[int, ...]) -> str:
     return f"{matcher.client}: {'+'.join(types)}"
 
 
-class _SharedRuns:
-    """The number runs of one text as the engine's pass found them, with its cached group layouts."""
-
-    __slots__ = ("spans", "view")
-
-    def __init__(self, view: ScanText, spans: list[tuple[int, int]]) -> None:
-        self.view = view
-        self.spans = spans
-
-    def shape(self, start: int, end: int) -> RunShape:
-        return self.view.shape(start, end)
-
-    def digit_groups(self, start: int, end: int) -> Run:
-        return self.view.digit_groups(start, end)
-
-
 class CustomerRecordDetector(Detector):
     name = "customer_record"
     entities = (ENTITY,)
@@ -83,6 +68,11 @@ class CustomerRecordDetector(Detector):
         counts = frozenset().union(*(m.number_counts for m in self.matchers))
         self._wanted: frozenset[int] = counts
         self._shared_runs = bool(self.matchers) and all(n >= SHARED_RUN_DIGITS for n in counts)
+        # When every client is proposed only by numbers (the shared runs) and e-mail addresses, a text with
+        # neither a run nor an "@" has nothing to look up: most messages stop here.
+        seed_kinds = frozenset().union(*(m.seed_kinds for m in self.matchers))
+        self._quick_exit = self._shared_runs and seed_kinds <= {DIGITS, PHONE, EMAIL}
+        self._email_seeds = EMAIL in seed_kinds
 
     def patterns(self) -> list[Pattern]:
         return [Pattern("run", NUMBER_RUN)] if self._shared_runs else []
@@ -92,8 +82,10 @@ class CustomerRecordDetector(Detector):
         return ()
 
     def finish(self, text: ScanText) -> list[Match]:
-        runs = _SharedRuns(text, text.notes.get(self.name, []))
-        return self._matches(Candidates(text.normalized.text, runs, self._wanted))
+        spans = text.notes.get(self.name)
+        if not spans and self._quick_exit and not (self._email_seeds and "@" in text.normalized.text):
+            return []
+        return self._matches(Candidates(text.normalized.text, text, self._wanted, spans))
 
     def scan(self, text: str) -> list[Match]:
         if not self.matchers or not text:

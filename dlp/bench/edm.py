@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from detectors.base import build_detectors
     from dlp.bench.corpus import generate
     from dlp.edm.hashing import client_key
-    from dlp.edm.index import FORMAT_VERSION, EdmIndex, IndexBuilder, index_path
+    from dlp.edm.index import FORMAT_VERSION, EdmIndex, EdmIndexError, IndexBuilder, index_path
     from dlp.edm.normalize import FieldOptions
     from dlp.edm.source import parse_columns, read_rows
     from dlp.edm.synthetic import COLUMNS, write_export
@@ -80,7 +80,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         sample_customers = make_customers(min(records, 5000), seed=seed)
         path = index_path(data, "bench")
-        kept = EdmIndex(path, client_key(data, "bench", create=True)).header if path.exists() else {}
+        try:
+            kept = EdmIndex(path, client_key(data, "bench", create=True)).header if path.exists() else {}
+        except EdmIndexError:
+            kept = {}  # an index of an earlier format: rebuilt below
         if kept.get("records") != records or kept.get("format") != FORMAT_VERSION:  # rebuild an older index
             fields = parse_columns(COLUMNS)
             started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Keyed hashes for EDM: HMAC-SHA256 under a per-client key, truncated to 64 bits for the index."""
+"""Keyed hashes for EDM: keyed BLAKE2b-64 under a per-client key (index format 3)."""
 
 from __future__ import annotations
 
@@ -29,27 +29,25 @@ def client_key(data_dir: Path, client: str, *, create: bool) -> bytes:
 
 
 class KeyedHasher:
-    """HMAC-SHA256 with the key's inner and outer states computed once: the hot path then costs two
-    SHA-256 state copies per value instead of a full `hmac.new` (about twice as fast here)."""
+    """Keyed BLAKE2b (the key in BLAKE2's own keyed mode, a MAC and PRF like HMAC) with a 64-bit digest,
+    the key block absorbed once: each value then costs one state copy and one compression, about half
+    an HMAC-SHA256 (index format 3; formats 1 and 2 used HMAC-SHA256 truncated to 64 bits)."""
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_state",)
 
     def __init__(self, key: bytes) -> None:
-        block = key.ljust(64, b"\0") if len(key) <= 64 else hashlib.sha256(key).digest().ljust(64, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
-
-    def digest(self, data: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        if not 16 <= len(key) <= 64:
+            raise ValueError("an EDM key is 16 to 64 bytes")
+        self._state = hashlib.blake2b(key=key, digest_size=8, person=b"dlp-edm")
 
     def h64(self, kind: str, value: str) -> int:
         """The 64-bit index key of one normalised value of one kind."""
-        return int.from_bytes(self.digest(f"{kind}\0{value}".encode())[:8], "little")
+        state = self._state.copy()
+        state.update(f"{kind}\0{value}".encode())
+        return int.from_bytes(state.digest(), "little")
 
     def key_id(self) -> str:
         """A public name for the key, stored in the index header to catch an index/key mismatch."""
-        return self.digest(b"dlp-edm-key-id").hex()[:16]
+        state = self._state.copy()
+        state.update(b"dlp-edm-key-id")
+        return state.hexdigest()

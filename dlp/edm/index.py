@@ -3,14 +3,20 @@
 Layout: the magic `DLPEDM01`, a little-endian u64 header length, a JSON header (sizes, field names and
 types, when it was built, the key id), then 8-byte aligned arrays:
 
-- `keys`     u64[n]  keyed hash of (kind, normalised value), sorted, ties sorted by record;
-- `records`  u32[n]  the record (row) each key belongs to;
-- `fields`   u8[n]   which field of that record;
-- `tokens`   u64[m]  sorted keyed hashes of the single words of name and text fields;
-- `prints`   u64[r]  each record's fingerprint: a keyed hash of its identifying values;
-- `seeds`    u8[b]   a Bloom filter of the keys of identifying fields (format 2; see dlp.edm.prefilter).
+- `keys`          u64[n]  keyed hash of (kind, normalised value) of the identifying fields, sorted, ties
+                          sorted by record: what proposes a record;
+- `records`       u32[n]  the record (row) each of those keys belongs to;
+- `fields`        u8[n]   which field of that record;
+- `record_start`  u32[r+1] where each record's own keys start in `record_keys` (the last entry: the end);
+- `record_keys`   u64[p]  every key of every record (all fields), record by record: once a record is
+                          proposed, its other fields are a set test against its own few keys;
+- `record_fields` u8[p]   which field each of those keys is;
+- `tokens`        u64[m]  sorted keyed hashes of the single words of name and text fields;
+- `prints`        u64[r]  each record's fingerprint: a keyed hash of its identifying values;
+- `seeds`         u8[b]   a Bloom filter of the identifying keys (see dlp.edm.prefilter).
 
-A format-1 index (no `seeds`) still loads: the filter is then computed from its arrays at start-up.
+Format 3 (this release) hashes with keyed BLAKE2b and adds the per-record sections; an index of an
+earlier format is refused with a message asking to re-run `dlp edm index`.
 
 No clear value is written anywhere, not even to a temporary file: the builder hashes each cell as it
 reads it. A new index is written to a temporary file, fsynced and renamed over the old one.
@@ -45,10 +51,10 @@ from dlp.edm.normalize import (
 from dlp.edm.prefilter import SeedFilter, build_filter
 
 MAGIC = b"DLPEDM01"
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
-_SECTIONS = (("keys", "<u8"), ("records", "<u4"), ("fields", "u1"), ("tokens", "<u8"), ("prints", "<u8"),
-             ("seeds", "u1"))
+FORMAT_VERSION = 3
+_SECTIONS = (("keys", "<u8"), ("records", "<u4"), ("fields", "u1"), ("record_start", "<u4"),
+             ("record_keys", "<u8"), ("record_fields", "u1"), ("tokens", "<u8"), ("prints", "<u8"), ("seeds", "u1"))
+_MAX_POSTINGS = 2**32 - 1  # record_start is u32
 
 
 class EdmIndexError(Exception):
@@ -124,6 +130,8 @@ class IndexBuilder:
         if not identity:
             self.rows_skipped += 1
             return
+        if len(self._keys) + len(keys) > _MAX_POSTINGS:
+            raise ValueError(f"more than {_MAX_POSTINGS} values to index: split the export into several clients")
         for key, index in keys:
             self._keys.append(key)
             self._records.append(record)
@@ -155,17 +163,24 @@ class IndexBuilder:
     def arrays(self) -> dict[str, np.ndarray]:
         keys = np.frombuffer(self._keys, dtype=np.uint64)
         records = np.frombuffer(self._records, dtype=np.uint32)
-        order = np.lexsort((records, keys))
-        tokens = np.unique(np.fromiter(self._tokens.values(), dtype=np.uint64, count=len(self._tokens)))
         fields = np.frombuffer(self._fields, dtype=np.uint8)
-        identifying = np.array([f.identifying for f in self.fields], dtype=bool)
+        identifying = np.array([f.identifying for f in self.fields], dtype=bool)[fields]
+        id_keys, id_records, id_fields = keys[identifying], records[identifying], fields[identifying]
+        order = np.lexsort((id_records, id_keys))
+        tokens = np.unique(np.fromiter(self._tokens.values(), dtype=np.uint64, count=len(self._tokens)))
+        # Keys were appended record by record: record r's keys are record_keys[start[r]:start[r + 1]].
+        start = np.zeros(len(self._prints) + 1, dtype="<u4")
+        np.cumsum(np.bincount(records, minlength=len(self._prints)), out=start[1:])
         return {
-            "keys": keys[order].astype("<u8"),
-            "records": records[order].astype("<u4"),
-            "fields": fields[order],
+            "keys": id_keys[order].astype("<u8"),
+            "records": id_records[order].astype("<u4"),
+            "fields": id_fields[order],
+            "record_start": start,
+            "record_keys": keys.astype("<u8"),
+            "record_fields": fields.copy(),
             "tokens": tokens.astype("<u8"),
             "prints": np.frombuffer(self._prints, dtype=np.uint64).astype("<u8"),
-            "seeds": build_filter(keys[identifying[fields]]),
+            "seeds": build_filter(id_keys),
         }
 
     def write(self, path: Path) -> dict[str, Any]:
@@ -222,24 +237,30 @@ class EdmIndex:
         start = _align(16 + int.from_bytes(self._map[8:16], "little"))
         arrays: dict[str, np.ndarray] = {}
         for name, dtype in _SECTIONS:
-            if name not in self.header["sections"] and self.header["format"] == 1:
-                continue  # format 1: no seed filter on disk
+            if name not in self.header["sections"]:
+                raise EdmIndexError(f"{path}: corrupt header (no {name})")
             offset, count = self.header["sections"][name]
             width = np.dtype(dtype).itemsize
             if start + offset + count * width > size:
                 raise EdmIndexError(f"{path}: truncated ({name})")
             arrays[name] = np.frombuffer(self._map, dtype=dtype, count=count, offset=start + offset)
         self.keys, self.records, self.field_of = arrays["keys"], arrays["records"], arrays["fields"]
+        self.record_start = arrays["record_start"]
+        self.record_keys, self.record_fields = arrays["record_keys"], arrays["record_fields"]
         self.tokens, self.prints = arrays["tokens"], arrays["prints"]
-        if len(self.records) != len(self.keys) or len(self.field_of) != len(self.keys):
+        if (len(self.records) != len(self.keys) or len(self.field_of) != len(self.keys)
+                or len(self.record_start) != len(self.prints) + 1 or len(self.record_fields) != len(self.record_keys)
+                or int(self.record_start[-1]) != len(self.record_keys)):
             raise EdmIndexError(f"{path}: inconsistent sections")
-        seeds = arrays.get("seeds")
-        if seeds is None:
-            seeds = build_filter(self.keys[self.identifying[:-1][self.field_of]])
         try:
-            self.seeds = SeedFilter(seeds)
+            self.seeds = SeedFilter(arrays["seeds"])
         except ValueError:
             raise EdmIndexError(f"{path}: corrupt seed filter") from None
+
+    def record(self, record: int) -> tuple[list[int], list[int]]:
+        """The keys of one record and the field of each."""
+        a, b = int(self.record_start[record]), int(self.record_start[record + 1])
+        return self.record_keys[a:b].tolist(), self.record_fields[a:b].tolist()
 
 
 def read_header(path: Path, data: bytes | mmap.mmap | None = None) -> dict[str, Any]:
@@ -256,9 +277,16 @@ def read_header(path: Path, data: bytes | mmap.mmap | None = None) -> dict[str, 
         header = json.loads(bytes(data[16 : 16 + length]))
     except ValueError:
         raise EdmIndexError(f"{path}: corrupt header") from None
-    if not isinstance(header, dict) or header.get("format") not in READABLE_FORMATS:
-        version = header.get("format") if isinstance(header, dict) else "?"
-        raise EdmIndexError(f"{path}: unsupported index format {version}")
+    if not isinstance(header, dict):
+        raise EdmIndexError(f"{path}: corrupt header")
+    version = header.get("format")
+    if isinstance(version, int) and version < FORMAT_VERSION:
+        client = header.get("client") if isinstance(header.get("client"), str) else path.stem
+        raise EdmIndexError(f"{path}: index format {version} was built by an earlier release and cannot be read;"
+                            f" re-run `dlp edm index --client {client} ...` on the export to rebuild it")
+    if version != FORMAT_VERSION:
+        raise EdmIndexError(f"{path}: unsupported index format {version} (this release reads format"
+                            f" {FORMAT_VERSION})")
     return header
 
 

@@ -13,8 +13,6 @@ it is only checked against the records that an identifying value already propose
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Protocol
@@ -69,6 +67,7 @@ class RecordMatch:
 _COMPACT_ONE = re.compile(r"(?<![^\W_])(?=[^\W_]*\d)[^\W_]{3,10}(?![^\W_])")
 _COMPACT_TWO = re.compile(r"(?<![^\W_])([^\W_]{2,4})[ \-]([^\W_]{2,4})(?![^\W_])")
 _NOT_WORDS_CACHE = 200_000  # words known to be in no index's word filter (never a customer's word)
+_TOKEN_SET_LIMIT = 65_536  # about 4 MiB a worker as a Python set
 
 
 _DIGITS = re.compile(r"\d+")
@@ -143,33 +142,37 @@ def _ascii_compact(lower: str) -> list[tuple[str, str, int, int]]:
     return singles + [pairs[a] for a in sorted(pairs)]
 
 
+_ASCII_NON_ALNUM_TO_SPACE = {i: " " for i in range(128) if not chr(i).isalnum()}
+
+
 def _fold_word(w: str) -> str:
     return w.replace("'", "").replace("’", "") if ("'" in w or "’" in w) else w
 
 
 @lru_cache(maxsize=4096)
-def _number_windows(shape: str, wanted: frozenset[int] | None) -> tuple[tuple[int, int], ...]:
-    """(first, last) group of each window of consecutive digit groups with a wanted digit count, for a
-    run's layout (its group lengths, one character each: detectors._numbers.RunShape). Layouts repeat
+def _number_windows(shape: str, wanted: frozenset[int] | None) -> tuple[tuple[int, int, int, int], ...]:
+    """(first group, last group, first digit, end digit) of each window of consecutive digit groups with a
+    wanted digit count, for a run's layout (its group lengths, one character each:
+    detectors._numbers.RunShape); the digit offsets index the run's digits run together. Layouts repeat
     ("4444", "334") and hold no digit of the number, so they are remembered."""
     lengths = [ord(c) - 48 for c in shape]
-    n = len(lengths)
+    offsets = [0]
+    for n in lengths:
+        offsets.append(offsets[-1] + n)
     windows = []
-    for i in range(n):
-        total = 0
-        for j in range(i, n):
-            total += lengths[j]
+    for i in range(len(lengths)):
+        for j in range(i, len(lengths)):
+            total = offsets[j + 1] - offsets[i]
             if total > _MAX_NUMBER_DIGITS:
                 break
             if total >= MIN_DIGITS and (wanted is None or total in wanted):
-                windows.append((i, j))
+                windows.append((i, j, offsets[i], offsets[j + 1]))
     return tuple(windows)
 
 
 class RunSource(Protocol):
-    """Number runs found by the engine's shared pass (detectors.base.ScanText with the spans it saw)."""
-
-    spans: list[tuple[int, int]]
+    """The engine's view of a text (detectors.base.ScanText): the layouts and digit groups of the number
+    runs its shared Hyperscan pass found, computed once for every numeric detector."""
 
     def shape(self, start: int, end: int) -> Any: ...  # detectors._numbers.RunShape
     def digit_groups(self, start: int, end: int) -> Any: ...  # detectors._numbers.Run
@@ -181,12 +184,14 @@ class Candidates:
     none is in its index, which is what almost every message looks like. Word positions are looked for
     only when some client's word filter knows one of the text's words, and then only for those words."""
 
-    def __init__(self, text: str, runs: RunSource | None = None, wanted: frozenset[int] | None = None) -> None:
-        """`runs`: the number runs the engine's shared Hyperscan pass already found (runs of at least
-        seven digits), instead of cutting them again here; `wanted`: the digit counts some index uses
-        (others are never looked up, so they are not cut out)."""
+    def __init__(self, text: str, runs: RunSource | None = None, wanted: frozenset[int] | None = None,
+                 spans: list[tuple[int, int]] | None = None) -> None:
+        """`runs` and `spans`: the number runs the engine's shared Hyperscan pass already found (runs of at
+        least seven digits), instead of cutting them again here; `wanted`: the digit counts some index
+        uses (others are never looked up, so they are not cut out)."""
         self.text = text
         self._runs = runs
+        self._spans = spans or []
         self._wanted = wanted
 
     @cached_property
@@ -201,6 +206,8 @@ class Candidates:
         lower = self.lower
         if "'" in lower or "’" in lower:
             return {_fold_word(w) for w in WORD.findall(lower)}
+        if lower.isascii():  # words are the runs of letters and digits: what WORD finds, without the regex
+            return set(lower.translate(_ASCII_NON_ALNUM_TO_SPACE).split())
         return set(WORD.findall(lower))  # no apostrophe: folding changes no word
 
     @cached_property
@@ -269,15 +276,15 @@ class Candidates:
         wanted = self._wanted
         text = self.text
         out: list[tuple[str, int, int, bool]] = []
-        for start, end in runs.spans:
+        for start, end in self._spans:
             windows = _number_windows(runs.shape(start, end).shape, wanted)
             if not windows:
                 continue
             groups = runs.digit_groups(start, end)
+            digits = groups[0].digits if len(groups) == 1 else "".join([g.digits for g in groups])
             plus = text[start] == "+"
-            for i, j in windows:
-                digits = groups[i].digits if i == j else "".join(g.digits for g in groups[i:j + 1])
-                out.append((digits, groups[i].start, groups[j].end, plus and i == 0))
+            for i, j, a, b in windows:
+                out.append((digits[a:b], groups[i].start, groups[j].end, plus and i == 0))
         return out
 
     def occurrences(self, known: set[str]) -> list[tuple[str, int, int]]:
@@ -310,7 +317,6 @@ class Matcher:
         self._keys = index.keys
         self._tokens = index.tokens
         self._identifying = [f.identifying for f in index.fields]
-        self._identifying_mask = np.array(self._identifying + [False] * (256 - len(self._identifying)), dtype=bool)
         self._kinds = {KIND_OF[f.type] for f in index.fields}
         lengths = index.header.get("lengths") or {}
         self._digit_lengths = frozenset(lengths.get(DIGITS, range(MIN_DIGITS, _MAX_NUMBER_DIGITS + 1)))
@@ -321,14 +327,50 @@ class Matcher:
             n for n in range(7, 16)
             if {n + 1, n, cc + n + 1, n - prefix + cc + 1} & self._phone_lengths
             or any(n - len(p) + 1 in self._phone_lengths for p in self.phone.international_prefixes))
+        # Per digit count: which readings of PhoneRegion.candidates can give an indexed length (intl, prefix,
+        # country code, national), so that `_phone_readings` builds only those.
+        national, indexed = self.phone.national_lengths, self._phone_lengths
+        self._phone_rules = {n: (True, bool(prefix) and n - prefix in national and cc + n - prefix + 1 in indexed,
+                                 n - cc in national and n + 1 in indexed, n in national and cc + n + 1 in indexed)
+                             for n in range(_MAX_NUMBER_DIGITS + 1)}
         # Digit counts this client ever looks up; under seven, the engine's shared number runs miss some.
         self.number_counts = (self._digit_lengths if DIGITS in self._kinds else frozenset()) | (
             self._phone_digit_counts if PHONE in self._kinds else frozenset())
-        self._seed_kinds = [k for k in (DIGITS, PHONE, EMAIL, COMPACT, DATE, WORDS)
-                            if k in {KIND_OF[f.type] for f in index.fields if f.identifying}]
+        seed_kinds = {KIND_OF[f.type] for f in index.fields if f.identifying}
+        # Numbers first (inline in `match`), then the other kinds identifying fields use.
+        self._seed_digits, self._seed_phones = DIGITS in seed_kinds, PHONE in seed_kinds
+        self._seed_kinds = [k for k in (EMAIL, COMPACT, DATE, WORDS) if k in seed_kinds]
+        self.seed_kinds = frozenset(seed_kinds)
         # Words of past messages that are in none of this client's name or text values ("the", "refund").
         # Only such words are remembered, so the cache never holds a customer's word.
         self._not_words: set[str] = set()
+        # A small word filter (the distinct words of names and cities) is tested as a set of ints, cheaper
+        # than numpy's search for a few words; a large one stays a shared memory map.
+        self._token_set = frozenset(self._tokens.tolist()) if len(self._tokens) <= _TOKEN_SET_LIMIT else None
+
+    def _phone_readings(self, digits: str, plus: bool) -> list[str]:
+        """The E.164 readings of a run of digits (PhoneRegion.candidates) that have an indexed length,
+        with the readings each digit count cannot give skipped before any string is built."""
+        lengths = self._phone_lengths
+        if plus:
+            return [e for e in self.phone.candidates(digits, True) if len(e) in lengths]
+        n = len(digits)
+        intl_ok, prefix_ok, cc_ok, national_ok = self._phone_rules[n]
+        out = []
+        if intl_ok:
+            for intl in self.phone.international_prefixes:
+                if digits.startswith(intl) and 8 <= n - len(intl) <= 15:
+                    if n - len(intl) + 1 in lengths:
+                        out.append("+" + digits[len(intl):])
+                    break
+        phone = self.phone
+        if prefix_ok and digits.startswith(phone.national_prefix):
+            out.append("+" + phone.country_code + digits[len(phone.national_prefix):])
+        if cc_ok and digits.startswith(phone.country_code):
+            out.append("+" + digits)
+        if national_ok:
+            out.append("+" + phone.country_code + digits)
+        return out if len(out) < 2 else list(dict.fromkeys(out))
 
     def known_words(self, words: set[str]) -> set[str]:
         """The words that occur in this client's name or text fields (by the keyed word filter)."""
@@ -338,6 +380,16 @@ class Matcher:
         if not unknown:
             return set()
         h64 = self.index.hasher.h64
+        if self._token_set is not None:
+            known = set()
+            for w in unknown:
+                if h64(TOKEN_KIND, w) in self._token_set:
+                    known.add(w)
+                else:
+                    self._not_words.add(w)
+            if len(self._not_words) > _NOT_WORDS_CACHE:
+                self._not_words.clear()
+            return known
         hashes = np.fromiter((h64(TOKEN_KIND, w) for w in unknown), dtype=np.uint64, count=len(unknown))
         pos = np.searchsorted(self._tokens, hashes)
         pos[pos >= len(self._tokens)] = 0
@@ -365,18 +417,60 @@ class Matcher:
             add_span((start, end))
 
         # First the kinds identifying fields use: without one of those in the index, nothing can match.
+        # Numbers and e-mail addresses (the usual identifying kinds) inline: this runs on every message.
         done: set[str] = set()
+        if self._seed_digits:
+            lengths = self._digit_lengths
+            for digits, start, end, _plus in cand.numbers:
+                if len(digits) in lengths:
+                    add_hash(h64(DIGITS, digits))
+                    add_span((start, end))
+        if self._seed_phones:
+            viable, readings = self._phone_digit_counts, self._phone_readings
+            for digits, start, end, plus in cand.numbers:
+                if len(digits) in viable:
+                    for e164 in readings(digits, plus):
+                        add_hash(h64(PHONE, e164))
+                        add_span((start, end))
         for kind in self._seed_kinds:
             self._candidates(kind, cand, add, done)
         # The seed filter (two bit probes per hash) rejects almost every message; the exact check reads the index.
-        seeds = self.index.seeds
-        maybe = [h for h in hashes if h in seeds]
-        if not maybe or not self._has_seed(np.fromiter(maybe, dtype=np.uint64, count=len(maybe))):
+        seed_filter = self.index.seeds
+        maybe = [i for i, h in enumerate(hashes) if h in seed_filter]
+        if not maybe:
             return []
+        seeds = self._seeds([hashes[i] for i in maybe], [spans[i] for i in maybe])
+        if not seeds:
+            return []
+        # Second phase: only the proposed records' own keys matter, a set test each.
+        wanted: dict[int, list[tuple[int, int]]] = {}  # key -> [(record, field)]
+        for record in dict.fromkeys(r for r, _, _ in seeds):
+            keys, fields = self.index.record(record)
+            for key, field in zip(keys, fields, strict=True):
+                wanted.setdefault(key, []).append((record, field))
+        done.update(k for k, seeded in ((DIGITS, self._seed_digits), (PHONE, self._seed_phones)) if seeded)
         for kind in (WORDS, DIGITS, PHONE, EMAIL, DATE, COMPACT):
             if kind in self._kinds:
                 self._candidates(kind, cand, add, done)
-        return self._records(np.fromiter(hashes, dtype=np.uint64, count=len(hashes)), spans)
+        return self._records(seeds, wanted, hashes, spans)
+
+    def _seeds(self, hashes: list[int], spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """(record, start, end) for each identifying value of few enough records to propose them."""
+        keys = self._keys
+        found = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
+        lo = np.searchsorted(keys, found, side="left").tolist()
+        n = len(keys)
+        out = []
+        for h, a, (start, end) in zip(hashes, lo, spans, strict=True):
+            if a >= n or int(keys[a]) != h:
+                continue  # a false positive of the filter
+            b = a + 1
+            while b < n and b - a <= _EXPAND_LIMIT and int(keys[b]) == h:
+                b += 1
+            if b - a > _EXPAND_LIMIT:
+                continue  # a value many records share (a switchboard number): never proposes one
+            out.extend((r, start, end) for r in self.index.records[a:b].tolist())
+        return out
 
     def _candidates(self, kind: str, cand: Candidates, add, done: set[str]) -> None:  # add: (k, v, s, e) -> None
         if kind in done:
@@ -388,12 +482,11 @@ class Matcher:
                 if len(digits) in lengths:
                     add(DIGITS, digits, start, end)
         elif kind == PHONE:
-            lengths, viable = self._phone_lengths, self._phone_digit_counts
+            viable = self._phone_digit_counts
             for digits, start, end, plus in cand.numbers:
                 if len(digits) in viable:
-                    for e164 in self.phone.candidates(digits, plus):
-                        if len(e164) in lengths:
-                            add(PHONE, e164, start, end)
+                    for e164 in self._phone_readings(digits, plus):
+                        add(PHONE, e164, start, end)
         elif kind == EMAIL:
             for item in cand.emails:
                 add(*item)
@@ -405,16 +498,6 @@ class Matcher:
                 add(*item)
         elif kind == WORDS:
             self._word_candidates(cand, add)
-
-    def _has_seed(self, hashes: np.ndarray) -> bool:
-        """Whether any of the keys is an identifying value of few enough records to propose them."""
-        keys = self._keys
-        lo = np.searchsorted(keys, hashes, side="left")
-        hi = np.searchsorted(keys, hashes, side="right")
-        for i in np.nonzero((hi > lo) & (hi - lo <= _EXPAND_LIMIT))[0].tolist():
-            if self._identifying_mask[self.index.field_of[int(lo[i]):int(hi[i])]].any():
-                return True
-        return False
 
     def _word_candidates(self, cand: Candidates, add) -> None:
         """Words and 2..4-word n-grams (in text order and sorted) of the words in the word filter."""
@@ -441,45 +524,23 @@ class Matcher:
                 if ordered_sorted != ordered:
                     add(WORDS, ordered_sorted, start, end)
 
-    def _records(self, hashes: np.ndarray, spans: list[tuple[int, int]]) -> list[RecordMatch]:
-        keys, records, field_of = self._keys, self.index.records, self.index.field_of
-        lo = np.searchsorted(keys, hashes, side="left")
-        hi = np.searchsorted(keys, hashes, side="right")
-        hit = np.nonzero(hi > lo)[0]
-        if not len(hit):
-            return []
-        # Expanded hits per record, and common keys kept as ranges to probe.
-        by_record: dict[int, list[tuple[int, int, int]]] = {}  # record -> [(field, start, end)]
-        seeds: list[tuple[int, int, int]] = []  # (record, start, end) of identifying hits
-        common: list[tuple[int, int, int, int]] = []  # (start, end, lo, hi)
-        for i in hit.tolist():
-            a, b = int(lo[i]), int(hi[i])
-            start, end = spans[i]
-            if b - a > _EXPAND_LIMIT:
-                common.append((start, end, a, b))
-                continue
-            for r, f in zip(records[a:b].tolist(), field_of[a:b].tolist(), strict=True):
-                by_record.setdefault(r, []).append((f, start, end))
-                if self._identifying[f]:
-                    seeds.append((r, start, end))
-        if not seeds:
-            return []
-        common.sort()
-        common_starts = [c[0] for c in common]
-        window = self.config.window_chars
+    def _records(self, seeds: list[tuple[int, int, int]], wanted: dict[int, list[tuple[int, int]]],
+                 hashes: list[int], spans: list[tuple[int, int]]) -> list[RecordMatch]:
+        """The proposed records with at least `min_fields` fields, one identifying, near one of their seeds."""
+        found: dict[int, list[tuple[int, int, int]]] = {}  # record -> [(field, start, end)]
+        for h, (start, end) in zip(hashes, spans, strict=True):
+            for record, field in wanted.get(h, ()):
+                found.setdefault(record, []).append((field, start, end))
+        window, identifying = self.config.window_chars, self._identifying
         out: list[RecordMatch] = []
         done: set[int] = set()
         for record, s_start, s_end in seeds:
             if record in done:
                 continue
             lo_pos, hi_pos = s_start - window, s_end + window
-            near = [(f, s, e) for f, s, e in by_record[record] if s >= lo_pos and e <= hi_pos]
-            for c_start, c_end, a, b in common[bisect_left(common_starts, lo_pos):bisect_right(common_starts, hi_pos)]:
-                if c_end > hi_pos:
-                    continue
-                near.extend((f, c_start, c_end) for f in self._probe(record, a, b))
+            near = [(f, s, e) for f, s, e in found.get(record, ()) if s >= lo_pos and e <= hi_pos]
             fields = {f for f, _, _ in near}
-            if len(fields) >= self.config.min_fields and any(self._identifying[f] for f in fields):
+            if len(fields) >= self.config.min_fields and any(identifying[f] for f in fields):
                 done.add(record)
                 out.append(RecordMatch(
                     client=self.client,
@@ -490,11 +551,3 @@ class Matcher:
                     end=max(e for _, _, e in near),
                 ))
         return out
-
-    def _probe(self, record: int, a: int, b: int) -> Iterable[int]:
-        """Fields of `record` among the postings [a, b) of one common key (sorted by record)."""
-        records = self.index.records
-        i = a + int(np.searchsorted(records[a:b], record, side="left"))
-        while i < b and int(records[i]) == record:
-            yield int(self.index.field_of[i])
-            i += 1

@@ -150,37 +150,70 @@ def test_fifty_thousand_records_build_and_load_quickly(tmp_path):
     loaded = time.monotonic() - started
     assert index.header["records"] == 50_000
     assert built < 30 and loaded < 0.5, (built, loaded)
-    # Compact: 7 fields a record at 13 bytes a key, plus fingerprints and the word filter.
-    assert index_path(data, "big").stat().st_size < 50_000 * 7 * 13 + 50_000 * 8 + 2_000_000
+    # Compact: 7 keys a record at 9 bytes (its own keys), 3 identifying keys at 13 bytes (sorted), offset and
+    # fingerprint, plus the seed and word filters.
+    assert index_path(data, "big").stat().st_size < 50_000 * (7 * 9 + 3 * 13 + 12) + 1_000_000
 
 
 def test_seed_filter_holds_every_identifying_key_and_rejects_others(acme):
     index = EdmIndex(index_path(acme.data_dir, "acme"), client_key(acme.data_dir, "acme", create=False))
-    identifying = index.identifying[index.field_of]
-    assert all(k in index.seeds for k in index.keys[identifying].tolist())
-    others = index.keys[~identifying].tolist()  # names, dates, postcodes, cities: not identifying
-    assert sum(k in index.seeds for k in others) < 0.05 * len(others)
+    assert index.identifying[index.field_of].all()  # the sorted section holds identifying keys only
+    assert all(k in index.seeds for k in index.keys.tolist())
+    identifying = index.identifying[index.record_fields]
+    others = index.record_keys[~identifying].tolist()  # names, dates, postcodes, cities: not identifying
+    assert others and sum(k in index.seeds for k in others) < 0.05 * len(others)
 
 
-def _as_format_1(path: Path) -> None:
-    """Rewrite an index as format 1 wrote it: the same arrays without the seed filter."""
+def test_each_record_holds_its_own_keys(acme):
+    """The per-record section: every key of a record, and every identifying key of the sorted section
+    among the keys of the record it names."""
+    index = EdmIndex(index_path(acme.data_dir, "acme"), client_key(acme.data_dir, "acme", create=False))
+    assert int(index.record_start[-1]) == len(index.record_keys) == index.header["postings"] == 2000 * 7
+    for i in range(0, len(index.keys), 97):
+        keys, fields = index.record(int(index.records[i]))
+        assert (int(index.keys[i]), int(index.field_of[i])) in set(zip(keys, fields, strict=True))
+    keys, fields = index.record(0)
+    assert sorted(fields) == list(range(7))
+
+
+def _as_older_format(path: Path, version: int) -> None:
+    """Rewrite an index's header as an earlier release wrote it (same arrays)."""
     raw = path.read_bytes()
     header = read_header(path)
     start = (16 + int.from_bytes(raw[8:16], "little") + 7) & ~7
-    offset, _count = header["sections"].pop("seeds")
-    header["format"] = 1
+    header["format"] = version
     blob = json.dumps(header).encode()
     pad = b"\0" * (((16 + len(blob) + 7) & ~7) - 16 - len(blob))
-    path.write_bytes(raw[:8] + len(blob).to_bytes(8, "little") + blob + pad + raw[start:start + offset])
+    path.write_bytes(raw[:8] + len(blob).to_bytes(8, "little") + blob + pad + raw[start:])
 
 
-def test_a_format_1_index_still_loads_and_matches(tmp_path):
-    indexed = index_client(tmp_path / "data", "old", 300, 5, tmp_path)
-    path = index_path(indexed.data_dir, "old")
-    _as_format_1(path)
-    assert read_header(path)["format"] == 1
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_index_of_an_earlier_format_asks_to_reindex(tmp_path, capsys, version):
+    """Format 3 changed the hash and the sections: an older index is refused with the command to run,
+    at load (the detector, so `dlp serve` and `dlp scan` stop with it) and in `dlp edm stats`."""
     from detectors.customer_record import CustomerRecordDetector
 
+    indexed = index_client(tmp_path / "data", "old", 300, 5, tmp_path)
+    path = index_path(indexed.data_dir, "old")
+    _as_older_format(path, version)
+    expected = f"index format {version} was built by an earlier release.*re-run `dlp edm index --client old"
+    with pytest.raises(EdmIndexError, match=expected):
+        CustomerRecordDetector({"data_dir": str(indexed.data_dir)})
+    with pytest.raises(EdmIndexError, match=str(path)):
+        EdmIndex(path, client_key(indexed.data_dir, "old", create=False))
+    assert main(["edm", "stats", "--data-dir", str(indexed.data_dir)]) == 0
+    assert "old: UNUSABLE" in capsys.readouterr().out
+    # Re-indexing (same key) makes it usable again.
+    assert main(["edm", "index", "--client", "old", str(indexed.export), "--columns", COLUMNS,
+                 "--data-dir", str(indexed.data_dir)]) == 0
     c = indexed.customers[3]
     found = CustomerRecordDetector({"data_dir": str(indexed.data_dir)}).scan(f"{c.name}, acct {c.account}")
     assert [m.label for m in found] == ["old: account+name"]
+
+
+def test_a_newer_format_is_refused(tmp_path):
+    indexed = index_client(tmp_path / "data", "new", 20, 5, tmp_path)
+    path = index_path(indexed.data_dir, "new")
+    _as_older_format(path, 99)
+    with pytest.raises(EdmIndexError, match="unsupported index format 99"):
+        EdmIndex(path, client_key(indexed.data_dir, "new", create=False))
