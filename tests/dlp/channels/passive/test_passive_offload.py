@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,30 @@ def test_bench_reports_workers_and_inline_side_by_side():
     assert result["dlp"]["worker_cpu_seconds"] > 0
     text = bench.format_text(result)
     assert "2 inspection workers" in text and "same process" in text
+
+
+class _HangsOnSecret(Inspector):
+    """Never returns on one message: a parser stuck in a loop, a pathological regex."""
+
+    def inspect(self, message: Message) -> Verdict:
+        if b"4539 1488 0343 6467" in message.raw and os.getpid() != _PARENT:
+            threading.Event().wait()
+        return super().inspect(message)
+
+
+def test_a_stuck_worker_times_its_batch_out_and_the_rest_goes_on(tmp_path, passive_env):
+    inspector, key = passive_env
+    small = tmp_path / "small.pcap"
+    bench.generate(small, 900)
+    hanging = _HangsOnSecret(inspector.policy, key, inspector.limits, inspector.detectors)
+    pool = offload.OrderedInspections(hanging, 2, batch_messages=2, budget_seconds=0.05)
+    results = _run(small, hanging, key, pool)
+    inline = _run(small, inspector, key, None)
+    timed_out = [r for r in results if any(u.reason is Reason.TIMEOUT for u in r.verdict.uninspected)]
+    carrying = [r for r in results if b"4539 1488 0343 6467" in r.message.raw]
+    assert carrying and pool.recycled >= len(carrying)
+    assert len(carrying) <= len(timed_out) <= 2 * len(carrying) < len(results)
+    assert all(r.verdict.action is not Action.PASS for r in timed_out)
+    # Everything else has the inline verdict, in the inline order.
+    assert [s for s, r in zip(_summary(results), results, strict=True) if r not in timed_out] == \
+        [s for s, r in zip(_summary(inline), results, strict=True) if r not in timed_out]
