@@ -10,6 +10,7 @@ import numpy as np
 
 from dlp.extract.xmltext import (
     NEWLINE,
+    FAST_SCAN_LIMIT,
     SEPARATOR_BYTES,
     TAB,
     Tags,
@@ -68,6 +69,111 @@ def _has_shared_type(tags: Tags, owners: np.ndarray) -> np.ndarray:
     return out
 
 
+_PRESERVE = b'<t xml:space="preserve">'
+
+
+def find_all(array: np.ndarray, literal: bytes) -> np.ndarray:
+    """Where `literal` starts in `array`: candidates by its first two bytes, the rest checked on those."""
+    size = len(array)
+    found = np.flatnonzero((array[: size - 1] == literal[0]) & (array[1:] == literal[1]))
+    found = found[found <= size - len(literal)]
+    for offset, value in enumerate(literal[2:], start=2):
+        found = found[array[found + offset] == value]
+    return found
+
+
+def matches(array: np.ndarray, positions: np.ndarray, literal: bytes) -> np.ndarray:
+    """Whether `literal` stands at each position."""
+    positions = np.minimum(positions, len(array) - len(literal))
+    hit = array[positions] == literal[0]
+    for offset, value in enumerate(literal[1:], start=1):
+        hit &= array[positions + offset] == value
+    return hit
+
+
+def _has_cdata(tags: Tags) -> bool:
+    """A CDATA section reads as a tag to the scan: the general path turns it into text first."""
+    marked = np.flatnonzero((tags.byte(1) == 33) & (tags.byte(2) == 91))  # "<!["
+    return bool(len(marked))
+
+
+def keys8_at(array: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The 8 bytes from each position as a little-endian integer (positions >= 0, array padded)."""
+    positions = np.maximum(positions, 0)
+    out = np.zeros(len(positions), np.uint64)
+    for offset in range(8):
+        out |= array[positions + offset].astype(np.uint64) << np.uint64(8 * offset)
+    return out
+
+
+def _tag_starts(array: np.ndarray, closes: np.ndarray) -> np.ndarray:
+    """The "<" of the tag each ">" position (minus one) belongs to: looked for 32 bytes back, then
+    _WINDOW bytes back for the few longer tags."""
+    starts = np.full(len(closes), -1, np.int64)
+    pending = np.arange(len(closes))
+    for width in (32, _WINDOW):
+        if not len(pending):
+            break
+        window = array[np.maximum(closes[pending, None] - np.arange(width), 0)]
+        found = window == 60
+        hit = found.any(axis=1)
+        starts[pending[hit]] = closes[pending[hit]] - found[hit].argmax(axis=1)
+        pending = pending[~hit]
+    if len(pending):
+        raise _Irregular
+    return starts
+
+
+def _shared_type_before(array: np.ndarray, closes: np.ndarray) -> np.ndarray:
+    """Whether the tag ending at each ">" is a cell (<c ...>) with t="s" or t='s' anywhere in it. A
+    value whose tag is not a cell's (<f .../> before it): not this shape."""
+    starts = _tag_starts(array, closes)
+    if not (matches(array, starts + 1, b"c") & _any_of(array[starts + 2], b" \t\r\n")).all():
+        raise _Irregular
+    width = int((closes - starts).max()) + 1
+    window = array[np.minimum(starts[:, None] + np.arange(width), len(array) - 1)]
+    inside = np.arange(width) < (closes - starts)[:, None]
+    row, column = np.nonzero((window == 116) & inside)  # "t"
+    ok = (column >= 1) & (column + 4 < width)
+    row, column = row[ok], column[ok]
+    quote = window[row, column + 2]
+    hit = (_any_of(window[row, column - 1], b" \t\r\n") & (window[row, column + 1] == 61)
+           & ((quote == _QUOTE) | (quote == _APOSTROPHE)) & (window[row, column + 3] == 115)
+           & (window[row, column + 4] == quote))
+    out = np.zeros(len(closes), bool)
+    out[row[hit]] = True
+    return out
+
+
+def _digits(array: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
+    """The decimal number at each span (1 to 9 digits and nothing else), or None."""
+    if lengths.min() < 1 or lengths.max() > 9:
+        return None
+    width = int(lengths.max())
+    ends = starts + lengths
+    window = array[ends[:, None] - width + np.arange(width)].astype(np.int64) - 48  # right-aligned
+    inside = np.arange(width) >= (width - lengths)[:, None]
+    if np.any(inside & ((window < 0) | (window > 9))):
+        return None
+    return np.where(inside, window, 0) @ (10 ** np.arange(width - 1, -1, -1))
+
+
+def drop_tabs_before_breaks(kinds: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Which segments to keep: tab segments in a run that ends at a line-break segment go (empty
+    trailing cells), as sheet_text's string rule has it. Empty text segments are skipped over."""
+    live = np.flatnonzero(lengths > 0)
+    kept = np.zeros(len(kinds), bool)
+    kept[live] = True
+    live_kinds = kinds[live]
+    not_tab = np.flatnonzero(live_kinds != TAB)
+    following = np.searchsorted(not_tab, np.arange(len(live)))  # the next segment that is not a tab
+    has_next = following < len(not_tab)
+    breaks = np.zeros(len(live), bool)
+    breaks[has_next] = live_kinds[not_tab[following[has_next]]] == NEWLINE
+    kept[live[(live_kinds == TAB) & breaks]] = False
+    return kept
+
+
 class _Irregular(Exception):
     """Markup the vectorised reading does not take: the caller reads the general way."""
 
@@ -87,10 +193,38 @@ class FastSheets:
         """The table from sharedStrings.xml: each <si>'s text nodes, phonetic guides (<rPh>) left out."""
         if b"<si" not in xml:
             return cls(b"", np.zeros(0, np.int64), np.zeros(0, np.int64))
-        if b"<sst" not in xml[:4096]:
+        if b"<sst" not in xml[:4096] or len(xml) > FAST_SCAN_LIMIT:
             return None  # a prefixed namespace (<x:sst>): the general path
+        return cls._plain(xml) or cls._tagged(xml)
+
+    @classmethod
+    def _plain(cls, xml: bytes) -> FastSheets | None:
+        """Excel's own shape, <si><t>text</t></si> (or <t xml:space="preserve">) for every string and no
+        other tag in between: each string is then a span of the file itself, found by two pattern
+        searches, and no copy is made."""
+        array = np.frombuffer(xml, np.uint8)
+        opened = find_all(array, b"<si>")
+        closed = find_all(array, b"</si>")
+        if not len(opened) or len(closed) != len(opened) or not (opened < closed).all() or not (
+                closed[:-1] < opened[1:]).all():
+            return None
+        plain = matches(array, opened + 4, b"<t>")
+        starts = np.where(plain, opened + 7, opened + 4 + len(_PRESERVE))
+        if not (plain | matches(array, opened + 4, _PRESERVE)).all() or not matches(array, closed - 4, b"</t>").all():
+            return None
+        # Four tags a string, and not one more: no rich-text run, phonetic guide, empty <si/> or CDATA.
+        if np.count_nonzero(array[opened[0] : closed[-1]] == 60) != 4 * len(opened) - 1:
+            return None
+        lengths = closed - 4 - starts
+        if lengths.min() < 0:
+            return None
+        return cls(xml, starts, lengths)
+
+    @classmethod
+    def _tagged(cls, xml: bytes) -> FastSheets | None:
+        """Any other shape, from the tag scan."""
         tags = scan_tags(xml)
-        if tags is None:
+        if tags is None or _has_cdata(tags):
             return None
         closing = tags.before_close() == _SLASH
         named_si = _is(tags, 1, b"si")
@@ -125,13 +259,93 @@ class FastSheets:
         if head < 0 or b"<worksheet" not in xml[:head]:
             return None  # no cells, or a prefixed namespace: the general path
         try:
-            return self._sheet_text(xml)
+            plain = self._plain_sheet_text(xml)
+            return plain if plain is not None else self._sheet_text(xml)
         except _Irregular:
             return None
 
+    def _plain_sheet_text(self, xml: bytes) -> str | None:
+        """Excel's own shape: every text node is a cell value (<v>), every non-empty cell is
+        <c ...><v>..</v></c>, no whitespace between tags. Then values, empty cells and row ends are
+        found by pattern searches over the bytes, and tags are never listed one by one (that costs as
+        much as everything else here together)."""
+        array = np.frombuffer(xml + b"\0" * 16, np.uint8)
+        size = len(xml)
+        body = array[:size]
+        angle = body == 60
+        if np.count_nonzero(angle) != np.count_nonzero(body == 62):
+            return None
+        # Every text node ("X" in ">X") must be a value, but for whitespace outside the root.
+        texts = np.flatnonzero((body[:-1] == 62) & ~angle[1:]) + 1
+        values = find_all(body, b"<v>") + 3
+        ends = find_all(body, b"</v></c>")
+        if len(ends) != len(values) or not len(values) or not (values <= ends).all() or not (
+                ends[:-1] < values[1:] - 3).all():
+            return None
+        if np.count_nonzero(angle[:-3] & (body[1:-2] == 47) & (body[2:-1] == 99) & (body[3:] == 62)) != len(values):
+            return None  # a cell closed with no value (inline string, empty pair)
+        lengths = ends - values
+        spot = np.searchsorted(values, texts)
+        is_value = (spot < len(values)) & (values[np.minimum(spot, len(values) - 1)] == texts)
+        if np.count_nonzero(is_value) != np.count_nonzero(lengths):
+            return None  # a value holding a "<": not this shape
+        loose = texts[~is_value]
+        if len(loose) > 4:
+            return None
+        loose_ends = [xml.find(b"<", int(t)) for t in loose]
+        loose_ends = [e if e >= 0 else size for e in loose_ends]
+        if any(not xml[int(t) : e].isspace() for t, e in zip(loose, loose_ends, strict=True)):
+            return None
+        # The tag before each value is its cell's: t="s" at its end (Excel), else looked for inside.
+        if not (body[values - 4] == 62).all():
+            return None
+        tail = keys8_at(array, values - 11) >> np.uint64(8)
+        shared = (tail == _TAIL_DOUBLE) | (tail == _TAIL_SINGLE)
+        others = np.flatnonzero(~shared)
+        if len(others):
+            shared[others] = _shared_type_before(array, values[others] - 4)
+        # Empty cells and rows: self-closing tags, read back to their "<".
+        closers = np.flatnonzero((body[:-1] == 47) & (body[1:] == 62))
+        starts = _tag_starts(array, closers)
+        empty_cells = starts[matches(array, starts + 1, b"c") & _any_of(array[starts + 2], b" /\t\r\n")]
+        empty_rows = starts[matches(array, starts + 1, b"row") & _any_of(array[starts + 4], b" /\t\r\n")]
+        row_ends = find_all(body, b"</row>")
+        # Segments in document order: loose text, each value then its tab, empty cells' tabs, rows' breaks.
+        base = size + len(SEPARATOR_BYTES)
+        value_starts, value_lengths = values.copy(), lengths.copy()
+        picked = np.flatnonzero(shared)
+        if len(picked):
+            index = _digits(array, values[picked], lengths[picked])
+            if index is None:
+                return None
+            known = index < len(self.starts)
+            self.used[index[known]] = True
+            index = np.where(known, index, 0)
+            value_starts[picked] = base + self.starts[index]
+            value_lengths[picked] = np.where(known, self.lengths[index], 0)
+        tab, newline = size + 1, size  # where SEPARATOR_BYTES sits in the gather source
+        order = np.concatenate((loose, values, ends, empty_cells, row_ends, empty_rows))
+        seg_starts = np.concatenate((loose, value_starts, np.full(len(ends), tab), np.full(len(empty_cells), tab),
+                                     np.full(len(row_ends) + len(empty_rows), newline)))
+        seg_lengths = np.concatenate((np.array(loose_ends, np.int64) - loose, value_lengths,
+                                      np.ones(len(ends) + len(empty_cells) + len(row_ends) + len(empty_rows), np.int64)))
+        kinds = np.concatenate((np.zeros(len(loose) + len(values), np.uint8), np.full(len(ends) + len(empty_cells), TAB,
+                                np.uint8), np.full(len(row_ends) + len(empty_rows), NEWLINE, np.uint8)))
+        sequence = np.argsort(order, kind="stable")
+        seg_starts, seg_lengths, kinds = seg_starts[sequence], seg_lengths[sequence], kinds[sequence]
+        keep = drop_tabs_before_breaks(kinds, seg_lengths)
+        source = np.concatenate((body, np.frombuffer(SEPARATOR_BYTES, np.uint8), self.blob))
+        raw = gather(source, seg_starts[keep], seg_lengths[keep])
+        text = raw.decode("utf-8", "replace")
+        if raw.count(b"\t") != np.count_nonzero(kinds[keep] == TAB) or raw.count(b"\n") != np.count_nonzero(
+                kinds[keep] == NEWLINE):
+            text = drop_trailing_tabs(text)  # values or loose text with tabs or breaks of their own
+        text = text.rstrip("\t\n")
+        return html.unescape(text) if "&" in text else text
+
     def _sheet_text(self, xml: bytes) -> str | None:
         tags = scan_tags(xml)
-        if tags is None:
+        if tags is None or _has_cdata(tags):
             return None
         array, lt = tags.array, tags.lt
         b1, b2 = tags.byte(1), tags.byte(2)
