@@ -27,7 +27,9 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -55,6 +57,7 @@ FORMAT_VERSION = 3
 _SECTIONS = (("keys", "<u8"), ("records", "<u4"), ("fields", "u1"), ("record_start", "<u4"),
              ("record_keys", "<u8"), ("record_fields", "u1"), ("tokens", "<u8"), ("prints", "<u8"), ("seeds", "u1"))
 _MAX_POSTINGS = 2**32 - 1  # record_start is u32
+_POPULATE = getattr(mmap, "MAP_POPULATE", 0)  # Linux
 
 
 class EdmIndexError(Exception):
@@ -221,7 +224,10 @@ class EdmIndex:
                 size = os.fstat(f.fileno()).st_size
                 if size < 16:
                     raise EdmIndexError(f"{path}: not an EDM index (too short)")
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                # MAP_POPULATE maps every page at load (the file is in the page cache, shared by every
+                # worker): a lookup never waits on a first-touch page fault, which costs several
+                # microseconds each in a VM and a lookup touches a dozen random pages.
+                self._map = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
         except OSError as exc:
             raise EdmIndexError(f"{path}: cannot read ({exc.strerror or exc})") from None
         self.header = read_header(path, self._map)
@@ -257,10 +263,39 @@ class EdmIndex:
         except ValueError:
             raise EdmIndexError(f"{path}: corrupt seed filter") from None
 
+        # Plain memoryviews of the same memory for the few scalar reads a message needs: indexing one
+        # gives a Python int in tens of nanoseconds, a numpy array's scalar costs several times that.
+        self._views = tuple(_int_view(a) for a in (self.keys, self.records, self.record_start, self.record_keys,
+                                                     self.record_fields, self.prints))
+
     def record(self, record: int) -> tuple[list[int], list[int]]:
         """The keys of one record and the field of each."""
-        a, b = int(self.record_start[record]), int(self.record_start[record + 1])
-        return self.record_keys[a:b].tolist(), self.record_fields[a:b].tolist()
+        start, keys, fields = self._views[2], self._views[3], self._views[4]
+        a, b = start[record], start[record + 1]
+        return keys[a:b].tolist(), fields[a:b].tolist()
+
+    def fingerprint(self, record: int) -> int:
+        return self._views[5][record]
+
+    def find(self, key: int, limit: int) -> tuple[int, int]:
+        """The range [a, b) of the sorted identifying keys equal to `key`: empty when absent, at most
+        `limit` + 1 long (a longer one is cut there)."""
+        keys = self._views[0]
+        a = bisect_left(keys, key)
+        b = a
+        end = min(len(keys), a + limit + 1)
+        while b < end and keys[b] == key:
+            b += 1
+        return a, b
+
+    def records_of(self, a: int, b: int) -> list[int]:
+        return self._views[1][a:b].tolist()
+
+
+def _int_view(array: np.ndarray) -> Any:  # memoryview, or the array itself on a big-endian machine
+    if sys.byteorder != "little":
+        return array
+    return memoryview(array).cast("B").cast({1: "B", 4: "I", 8: "Q"}[array.dtype.itemsize])
 
 
 def read_header(path: Path, data: bytes | mmap.mmap | None = None) -> dict[str, Any]:

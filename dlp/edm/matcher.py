@@ -106,6 +106,7 @@ def _ascii_compact(lower: str) -> list[tuple[str, str, int, int]]:
     its place in its chain."""
     singles: list[tuple[str, str, int, int]] = []
     pairs: dict[int, tuple[str, str, int, int]] = {}
+    place_at: dict[int, int] = {}  # start -> place in its chain, of the short tokens already placed
     n = len(lower)
     done = 0
     for m in _DIGITS.finditer(lower):
@@ -126,8 +127,13 @@ def _ascii_compact(lower: str) -> list[tuple[str, str, int, int]]:
             continue
         place, first = 0, start  # the token's place in its chain of short tokens
         while (before := _short_token_before(lower, first)) >= 0:
+            known = place_at.get(before)
+            if known is not None:  # "9400 6131 8609": each group's place follows from the last one's
+                place += known + 1
+                break
             place += 1
             first = before
+        place_at[start] = place
         if place % 2:  # the second of a pair
             a = _short_token_before(lower, start)
             a_end, b, b_end = start - 1, start, end
@@ -142,7 +148,12 @@ def _ascii_compact(lower: str) -> list[tuple[str, str, int, int]]:
     return singles + [pairs[a] for a in sorted(pairs)]
 
 
-_ASCII_NON_ALNUM_TO_SPACE = {i: " " for i in range(128) if not chr(i).isalnum()}
+# bytes.translate table: ASCII letters and digits kept, everything else a space (str.translate with a
+# mapping is three times slower).
+_ASCII_NON_ALNUM_TO_SPACE = bytes(i if i < 128 and chr(i).isalnum() else 32 for i in range(256))
+
+
+_NOT_ASCII_DIGIT = bytes(i for i in range(256) if not 48 <= i <= 57)
 
 
 def _fold_word(w: str) -> str:
@@ -207,7 +218,7 @@ class Candidates:
         if "'" in lower or "’" in lower:
             return {_fold_word(w) for w in WORD.findall(lower)}
         if lower.isascii():  # words are the runs of letters and digits: what WORD finds, without the regex
-            return set(lower.translate(_ASCII_NON_ALNUM_TO_SPACE).split())
+            return set(lower.encode().translate(_ASCII_NON_ALNUM_TO_SPACE).decode().split())
         return set(WORD.findall(lower))  # no apostrophe: folding changes no word
 
     @cached_property
@@ -267,6 +278,28 @@ class Candidates:
                         out.append((digits, groups[i][1], groups[j][2], plus and i == 0))
         if wanted is not None:
             out = [n for n in out if len(n[0]) in wanted]
+        return out
+
+    @cached_property
+    def number_values(self) -> list[tuple[str, bool]]:
+        """(digits, written with a leading "+") of each of `numbers`, in the same order, without cutting
+        the runs into groups for their spans: the first phase hashes the digits and needs a span only
+        when the seed filter passes one (`numbers` then)."""
+        runs = self._runs
+        if runs is None:
+            return [(digits, plus) for digits, _start, _end, plus in self.numbers]
+        wanted, text = self._wanted, self.text
+        out: list[tuple[str, bool]] = []
+        for start, end in self._spans:
+            windows = _number_windows(runs.shape(start, end).shape, wanted)
+            if not windows:
+                continue
+            # The run's digits run together (digit_groups finds [0-9]+ in the same span): bytes.translate
+            # deletes the rest in one call, and UTF-8 never puts an ASCII digit inside another character.
+            digits = text[start:end].encode().translate(None, _NOT_ASCII_DIGIT).decode()
+            plus = text[start] == "+"
+            for i, _j, a, b in windows:
+                out.append((digits[a:b], plus and i == 0))
         return out
 
     def _numbers_of_runs(self, runs: RunSource) -> list[tuple[str, int, int, bool]]:
@@ -339,7 +372,11 @@ class Matcher:
         seed_kinds = {KIND_OF[f.type] for f in index.fields if f.identifying}
         # Numbers first (inline in `match`), then the other kinds identifying fields use.
         self._seed_digits, self._seed_phones = DIGITS in seed_kinds, PHONE in seed_kinds
-        self._seed_kinds = [k for k in (EMAIL, COMPACT, DATE, WORDS) if k in seed_kinds]
+        self._seed_emails = EMAIL in seed_kinds
+        self._seed_kinds = [k for k in (COMPACT, DATE, WORDS) if k in seed_kinds]
+        self._keys_count = len(index.keys)
+        self._h64 = index.hasher.h64
+        self._seed_filter = index.seeds
         self.seed_kinds = frozenset(seed_kinds)
         # Words of past messages that are in none of this client's name or text values ("the", "refund").
         # Only such words are remembered, so the cache never holds a customer's word.
@@ -405,50 +442,83 @@ class Matcher:
         return known
 
     def match(self, cand: Candidates) -> list[RecordMatch]:
-        if not len(self._keys):
+        if not self._keys_count:
             return []
-        h64 = self.index.hasher.h64
+        h64 = self._h64
         hashes: list[int] = []
-        spans: list[tuple[int, int]] = []
-        add_hash, add_span = hashes.append, spans.append
-
-        def add(kind: str, value: str, start: int, end: int) -> None:
-            add_hash(h64(kind, value))
-            add_span((start, end))
-
         # First the kinds identifying fields use: without one of those in the index, nothing can match.
         # Numbers and e-mail addresses (the usual identifying kinds) inline: this runs on every message.
-        done: set[str] = set()
-        if self._seed_digits:
+        # A number's span is looked up only when a seed passes the filter: `spans` holds its place in
+        # `cand.numbers` (an int) until then.
+        where: list[tuple[int, int] | int] = []
+        numbers = cand.number_values if self._seed_digits or self._seed_phones else ()
+        if numbers and self._seed_digits:
             lengths = self._digit_lengths
-            for digits, start, end, _plus in cand.numbers:
+            for k, (digits, _plus) in enumerate(numbers):
                 if len(digits) in lengths:
-                    add_hash(h64(DIGITS, digits))
-                    add_span((start, end))
-        if self._seed_phones:
+                    hashes.append(h64(DIGITS, digits))
+                    where.append(k)
+        if numbers and self._seed_phones:
             viable, readings = self._phone_digit_counts, self._phone_readings
-            for digits, start, end, plus in cand.numbers:
+            for k, (digits, plus) in enumerate(numbers):
                 if len(digits) in viable:
                     for e164 in readings(digits, plus):
-                        add_hash(h64(PHONE, e164))
-                        add_span((start, end))
-        for kind in self._seed_kinds:
-            self._candidates(kind, cand, add, done)
+                        hashes.append(h64(PHONE, e164))
+                        where.append(k)
+        if self._seed_emails and "@" in cand.text:
+            for _kind, address, start, end in cand.emails:
+                hashes.append(h64(EMAIL, address))
+                where.append((start, end))
+        if self._seed_kinds:
+            self._more_seeds(cand, hashes, where)
+        if not hashes:
+            return []
         # The seed filter (two bit probes per hash) rejects almost every message; the exact check reads the index.
-        seed_filter = self.index.seeds
+        seed_filter = self._seed_filter
         maybe = [i for i, h in enumerate(hashes) if h in seed_filter]
         if not maybe:
             return []
+        full = cand.numbers if numbers else []
+        spans = [(full[w][1], full[w][2]) if isinstance(w, int) else w for w in where]
         seeds = self._seeds([hashes[i] for i in maybe], [spans[i] for i in maybe])
         if not seeds:
             return []
-        # Second phase: only the proposed records' own keys matter, a set test each.
+        return self._second_phase(cand, seeds, hashes, spans)
+
+    def _more_seeds(self, cand: Candidates, hashes: list[int], spans: list[tuple[int, int] | int]) -> None:
+        """Seeds of the rarer identifying kinds (a name or a postcode declared identifying)."""
+        h64 = self._h64
+
+        def add(kind: str, value: str, start: int, end: int) -> None:
+            hashes.append(h64(kind, value))
+            spans.append((start, end))
+
+        done: set[str] = set()
+        for kind in self._seed_kinds:
+            self._candidates(kind, cand, add, done)
+
+    def _second_phase(self, cand: Candidates, seeds: list[tuple[int, int, int]], hashes: list[int],
+                      spans: list[tuple[int, int]]) -> list[RecordMatch]:
+        """The other fields of the proposed records: only their own keys matter, a dict test each, and
+        only candidates inside some seed's window are hashed."""
         wanted: dict[int, list[tuple[int, int]]] = {}  # key -> [(record, field)]
         for record in dict.fromkeys(r for r, _, _ in seeds):
             keys, fields = self.index.record(record)
             for key, field in zip(keys, fields, strict=True):
                 wanted.setdefault(key, []).append((record, field))
-        done.update(k for k, seeded in ((DIGITS, self._seed_digits), (PHONE, self._seed_phones)) if seeded)
+        window = self.config.window_chars
+        low = min(s for _, s, _ in seeds) - window
+        high = max(e for _, _, e in seeds) + window
+        h64 = self._h64
+
+        def add(kind: str, value: str, start: int, end: int) -> None:
+            if start >= low and end <= high:
+                hashes.append(h64(kind, value))
+                spans.append((start, end))
+
+        done = set(self._seed_kinds)
+        done.update(k for k, seeded in ((DIGITS, self._seed_digits), (PHONE, self._seed_phones),
+                                        (EMAIL, self._seed_emails)) if seeded)
         for kind in (WORDS, DIGITS, PHONE, EMAIL, DATE, COMPACT):
             if kind in self._kinds:
                 self._candidates(kind, cand, add, done)
@@ -456,20 +526,15 @@ class Matcher:
 
     def _seeds(self, hashes: list[int], spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
         """(record, start, end) for each identifying value of few enough records to propose them."""
-        keys = self._keys
-        found = np.fromiter(hashes, dtype=np.uint64, count=len(hashes))
-        lo = np.searchsorted(keys, found, side="left").tolist()
-        n = len(keys)
-        out = []
-        for h, a, (start, end) in zip(hashes, lo, spans, strict=True):
-            if a >= n or int(keys[a]) != h:
-                continue  # a false positive of the filter
-            b = a + 1
-            while b < n and b - a <= _EXPAND_LIMIT and int(keys[b]) == h:
-                b += 1
-            if b - a > _EXPAND_LIMIT:
-                continue  # a value many records share (a switchboard number): never proposes one
-            out.extend((r, start, end) for r in self.index.records[a:b].tolist())
+        index = self.index
+        out: list[tuple[int, int, int]] = []
+        for h, (start, end) in zip(hashes, spans, strict=True):
+            a, b = index.find(h, _EXPAND_LIMIT)
+            if a == b or b - a > _EXPAND_LIMIT:
+                # A false positive of the filter, or a value many records share (a switchboard number):
+                # never proposes one.
+                continue
+            out.extend((r, start, end) for r in index.records_of(a, b))
         return out
 
     def _candidates(self, kind: str, cand: Candidates, add, done: set[str]) -> None:  # add: (k, v, s, e) -> None
@@ -545,7 +610,7 @@ class Matcher:
                 out.append(RecordMatch(
                     client=self.client,
                     record=record,
-                    fingerprint=int(self.index.prints[record]),
+                    fingerprint=self.index.fingerprint(record),
                     fields=tuple(sorted(fields)),
                     start=min(s for _, s, _ in near),
                     end=max(e for _, _, e in near),

@@ -12,6 +12,8 @@ def test_bench_edm_reports_ratio_and_recall(tmp_path):
     args = argparse.Namespace(edm_records=3000, edm_rounds=1, edm_dir=str(tmp_path), size_mb=0.05, seed=3)
     result = edm.run(args)
     assert result["ratio"] > 0 and result["recall"] == 1.0
+    assert len(result["ratio_per_round"]) == 1 and result["ratio"] == result["ratio_per_round"][0]
+    assert result["ratio_total"] > 0 and "added_us_per_message" in result
     assert result["corpus"]["with_customer_record"] > 0
     assert result["build"]["keys"] == 3000 * 7 and result["load_seconds"] < 1
     again = edm.run(args)  # reuses the export and the index kept in --edm-dir
