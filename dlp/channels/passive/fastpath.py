@@ -3,7 +3,7 @@ place from the mapped file, the common Ethernet/IPv4/TCP header is unpacked with
 the three packets reassembly does least with are handled inline with the same state updates as
 `Reassembler.add`:
 
-- a pure ACK of an established flow (the peer's acknowledged offset moves on);
+- a pure ACK of an established flow (the peer's acknowledged offset moves on), or of no flow at all;
 - data in a direction nobody reads (HTTP responses, TLS, unknown protocols): only the offset moves on,
   the payload is never copied out of the file;
 - in-order data of a read direction that the receiver would accept (TTL and checksum as `_acceptable`).
@@ -94,7 +94,11 @@ def _feed(monitor: Monitor, layout: PcapLayout, progress: Callable[[int], None] 
                         else:
                             key, forward = (dst, dport, src, sport), False
                         flow = flows_get(key)
-                        if flow is not None and flow.to_server.fin_at is None and flow.to_client.fin_at is None:
+                        if flow is None:
+                            if total == 20 + doff:  # a stray ACK (after the close, say): add() only notes the time
+                                reassembler._now = ts
+                                handled = True
+                        elif flow.to_server.fin_at is None and flow.to_client.fin_at is None:
                             from_client = forward == flow.client_low
                             if from_client:
                                 d, other = flow.to_server, flow.to_client

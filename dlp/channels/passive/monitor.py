@@ -31,6 +31,7 @@ from dlp.model import (
     Verdict,
     destination_host,
     new_incident_id,
+    new_message_id,
 )
 from dlp.pipeline import count
 
@@ -154,16 +155,11 @@ class Monitor:
         stats = self.stats
         if tx.protocol == "tls":
             stats.encrypted_sessions += 1
-        envelope = Envelope(
-            sender=tx.sender,
-            recipients=tuple(tx.recipients),
-            client_address=handler.client,
-            destination=tx.url or handler.server,
-            method=tx.method,
-        )
-        message = Message(Channel.PASSIVE, tx.raw, tx.kind, envelope,
-                          received=datetime.fromtimestamp(flow.last_ts, UTC) if flow.last_ts else datetime.now(UTC),
-                          name=f"{tx.protocol}-{tx.method.lower()}")
+        # Positional arguments: frozen dataclasses cost microseconds per keyword, 10^4 times a second here.
+        envelope = Envelope(tx.sender, tuple(tx.recipients), handler.client, "", tx.url or handler.server, tx.method)
+        message = Message(Channel.PASSIVE, tx.raw, tx.kind, envelope, new_message_id(),
+                          datetime.fromtimestamp(flow.last_ts, UTC) if flow.last_ts else datetime.now(UTC),
+                          f"{tx.protocol}-{tx.method.lower()}")
         info = None if self.on_result is None else FlowInfo(
             handler.protocol or tx.protocol, handler.client, handler.server, flow.first_ts, flow.midstream)
         offload = self.offload

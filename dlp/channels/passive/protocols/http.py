@@ -150,7 +150,8 @@ class HttpParser:
                 return
 
     def _head(self) -> bool:
-        if _TLS_RECORD.match(self.buf):
+        buf = self.buf
+        if buf[0] == 0x16 and _TLS_RECORD.match(buf):
             self.state = "done"
             self.buf.clear()
             self.emit(encrypted_session(self.server, "TLS session: content not visible to a passive monitor"))
@@ -259,13 +260,17 @@ class HttpParser:
         self.emit(tx)
 
 
+_ASCII_SPACE = " \t\n\r\x0b\x0c"  # what bytes.strip() and bytes.isspace() mean by whitespace
+
+
 def _headers(block: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
-    for line in block.split(b"\n"):
-        name, sep, value = line.partition(b":")
-        if sep and name and not name[:1].isspace():
-            key = name.strip().decode("latin-1").lower()
-            text = value.strip().decode("latin-1")
+    # Decoded once (latin-1 maps bytes to code points one to one); stripped of ASCII whitespace only, as bytes.
+    for line in block.decode("latin-1").split("\n"):
+        name, sep, value = line.partition(":")
+        if sep and name and name[0] not in _ASCII_SPACE:
+            key = name.strip(_ASCII_SPACE).lower()
+            text = value.strip(_ASCII_SPACE)
             out[key] = f"{out[key]}, {text}" if key in out else text
     return out
 
@@ -293,6 +298,8 @@ def _rebuild(head: bytes, body: bytes) -> bytes:
 
 
 def _basic_credentials(tx: Transaction, headers: dict[str, str]) -> None:
+    if "authorization" not in headers and "proxy-authorization" not in headers:
+        return
     for name in ("authorization", "proxy-authorization"):
         scheme, _, token = headers.get(name, "").partition(" ")
         if scheme.lower() != "basic" or not token.strip():
