@@ -9,17 +9,20 @@ import html
 import numpy as np
 
 from dlp.extract.xmltext import (
-    NEWLINE,
     FAST_SCAN_LIMIT,
+    NEWLINE,
     SEPARATOR_BYTES,
     TAB,
+    Segments,
     Tags,
     drop_trailing_tabs,
+    exact,
     gather,
-    gather_text,
+    gather_segments,
     keys8,
+    merge_segments,
     scan_tags,
-    tidy_separators,
+    tidy,
 )
 
 _SLASH, _QUOTE, _APOSTROPHE = 47, 34, 39
@@ -156,22 +159,6 @@ def _digits(array: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.nd
     if np.any(inside & ((window < 0) | (window > 9))):
         return None
     return np.where(inside, window, 0) @ (10 ** np.arange(width - 1, -1, -1))
-
-
-def drop_tabs_before_breaks(kinds: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Which segments to keep: tab segments in a run that ends at a line-break segment go (empty
-    trailing cells), as sheet_text's string rule has it. Empty text segments are skipped over."""
-    live = np.flatnonzero(lengths > 0)
-    kept = np.zeros(len(kinds), bool)
-    kept[live] = True
-    live_kinds = kinds[live]
-    not_tab = np.flatnonzero(live_kinds != TAB)
-    following = np.searchsorted(not_tab, np.arange(len(live)))  # the next segment that is not a tab
-    has_next = following < len(not_tab)
-    breaks = np.zeros(len(live), bool)
-    breaks[has_next] = live_kinds[not_tab[following[has_next]]] == NEWLINE
-    kept[live[(live_kinds == TAB) & breaks]] = False
-    return kept
 
 
 class _Irregular(Exception):
@@ -324,22 +311,27 @@ class FastSheets:
             value_starts[picked] = base + self.starts[index]
             value_lengths[picked] = np.where(known, self.lengths[index], 0)
         tab, newline = size + 1, size  # where SEPARATOR_BYTES sits in the gather source
-        order = np.concatenate((loose, values, ends, empty_cells, row_ends, empty_rows))
-        seg_starts = np.concatenate((loose, value_starts, np.full(len(ends), tab), np.full(len(empty_cells), tab),
-                                     np.full(len(row_ends) + len(empty_rows), newline)))
+        tabs = np.concatenate((ends, empty_cells))
+        breaks = np.concatenate((row_ends, empty_rows))
+        order = np.concatenate((loose, values, tabs, breaks))
+        seg_starts = np.concatenate((loose, value_starts, np.full(len(tabs), tab), np.full(len(breaks), newline)))
         seg_lengths = np.concatenate((np.array(loose_ends, np.int64) - loose, value_lengths,
-                                      np.ones(len(ends) + len(empty_cells) + len(row_ends) + len(empty_rows), np.int64)))
-        kinds = np.concatenate((np.zeros(len(loose) + len(values), np.uint8), np.full(len(ends) + len(empty_cells), TAB,
-                                np.uint8), np.full(len(row_ends) + len(empty_rows), NEWLINE, np.uint8)))
+                                      np.ones(len(tabs) + len(breaks), np.int64)))
+        kinds = np.concatenate((np.zeros(len(loose) + len(values), np.uint8), np.full(len(tabs), TAB, np.uint8),
+                                np.full(len(breaks), NEWLINE, np.uint8)))
         sequence = np.argsort(order, kind="stable")
-        seg_starts, seg_lengths, kinds = seg_starts[sequence], seg_lengths[sequence], kinds[sequence]
-        keep = drop_tabs_before_breaks(kinds, seg_lengths)
-        source = np.concatenate((body, np.frombuffer(SEPARATOR_BYTES, np.uint8), self.blob))
-        raw = gather(source, seg_starts[keep], seg_lengths[keep])
+        live = sequence[seg_lengths[sequence] > 0]
+        return self._finish(tidy(Segments(seg_starts[live], seg_lengths[live], kinds[live]), cell_paragraphs=False),
+                            body)
+
+    def _finish(self, segments: Segments, body: np.ndarray) -> str:
+        raw = gather_segments(body, segments, self.blob)
         text = raw.decode("utf-8", "replace")
-        if raw.count(b"\t") != np.count_nonzero(kinds[keep] == TAB) or raw.count(b"\n") != np.count_nonzero(
-                kinds[keep] == NEWLINE):
-            text = drop_trailing_tabs(text)  # values or loose text with tabs or breaks of their own
+        if not exact(raw, segments):
+            # Text with tabs or line breaks of its own (the one after the XML declaration, at least).
+            # Dropping tabs before a line break does not depend on which went first, so the string
+            # rule after the separators' gives what it gives on the whole text.
+            text = drop_trailing_tabs(text)
         text = text.rstrip("\t\n")
         return html.unescape(text) if "&" in text else text
 
@@ -386,17 +378,8 @@ class FastSheets:
             index = np.where(known, index, 0)
             starts[shared + 1] = tags.size + len(SEPARATOR_BYTES) + self.starts[index]
             lengths[shared + 1] = np.where(known, self.lengths[index], 0)
-        tidy = tidy_separators(codes, lengths, cell_paragraphs=False)
-        raw = gather_text(tags, tidy, starts, lengths, self.blob)
-        text = raw.decode("utf-8", "replace")
-        if raw.count(b"\t") != np.count_nonzero(tidy == TAB) or raw.count(b"\n") != np.count_nonzero(
-                tidy == NEWLINE):
-            # Text nodes with tabs or line breaks of their own (the one after the XML declaration, at
-            # least). Dropping tabs before a line break does not depend on which went first, so the
-            # string rule after the separators' gives what it gives on the whole text.
-            text = drop_trailing_tabs(text)
-        text = text.rstrip("\t\n")
-        return html.unescape(text) if "&" in text else text
+        segments = tidy(merge_segments(starts, lengths, codes, tags.size), cell_paragraphs=False)
+        return self._finish(segments, tags.array[: tags.size])
 
     @staticmethod
     def _in_shared_cell(tags: Tags, b1: np.ndarray, b2: np.ndarray, last: np.ndarray,

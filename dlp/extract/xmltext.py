@@ -142,12 +142,13 @@ def _mark_structure(data: bytes) -> bytes:
 
 def markup_text(xml: str | bytes) -> str:
     data = xml.encode("utf-8", "surrogatepass") if isinstance(xml, str) else xml
-    if b"<![CDATA[" in data:
-        data = inline_cdata(data)
     fast = _fast_markup(data)
-    raw, tidy = fast if fast is not None else (_general_markup(data), False)
+    if fast is None and b"<![CDATA[" in data:
+        data = inline_cdata(data)
+        fast = _fast_markup(data)
+    raw, tidied = fast if fast is not None else (_general_markup(data), False)
     text = raw.decode("utf-8", "surrogatepass" if isinstance(xml, str) else "replace")
-    if not tidy and "\t" in text:
+    if not tidied and "\t" in text:
         # A cell's last paragraph ends with the cell: one tab, no line break. (Pretty-printed XML puts
         # whitespace between the two and keeps a line break there: harmless, and not worth a regex pass.)
         # The fast scan has done this on its separators; again here when text nodes hold tabs or breaks.
@@ -294,17 +295,17 @@ def _key(literal: bytes) -> tuple[int, int]:
     return int.from_bytes(head.ljust(8, b"\0"), "little"), (1 << (8 * len(head))) - 1
 
 
-def _tag_codes(tags: Tags, head: bytes) -> np.ndarray:
+def _tag_codes(tags: Tags, first: np.ndarray) -> np.ndarray:
     """The separator code (see _SEPARATOR_CODE) each tag stands for, by the families in use (as in
-    _mark_structure): a tag matches on its length, its first 8 and its last 8 bytes."""
-    families = [(t, a) for probe, t, a in _FAMILIES if probe in head] or [(_PLAIN, {})]
+    _mark_structure, but a family counts when any of its tags occurs, not only in the head): a tag
+    matches on its length, its first 8 and its last 8 bytes."""
+    families = [(t, a) for probe, t, a in _FAMILIES if _occurs(first, probe)] or [(_PLAIN, {})]
     codes = np.zeros(len(tags.lt), np.uint8)
     lengths = tags.gt - tags.lt + 1
-    first = keys8(tags, tags.lt)
     last = None
     closing = tags.before_close() == 47
-    for exact, attributed in families:
-        for tag, separator in exact.items():
+    for literal, attributed in families:
+        for tag, separator in literal.items():
             value, mask = _key(tag)
             hit = (lengths == len(tag)) & ((first & np.uint64(mask)) == np.uint64(value))
             if len(tag) > 8:
@@ -318,53 +319,80 @@ def _tag_codes(tags: Tags, head: bytes) -> np.ndarray:
     return codes
 
 
-NEWLINE, TAB, SPACE = 1, 2, 3  # separator codes, as _SEPARATOR_CODE gives them
+NEWLINE, TAB, SPACE = 1, 2, 3  # separator codes, as _SEPARATOR_CODE gives them (0: text)
 
 
-def tidy_separators(codes: np.ndarray, text_lengths: np.ndarray, *, cell_paragraphs: bool) -> np.ndarray:
-    """The string rules of markup_text applied to the separators before any text exists (a pass over
-    the whole text each, otherwise): a line break right before a tab goes when `cell_paragraphs` (a
-    cell's last paragraph ends with the cell), and tabs right before a line break go (empty trailing
-    cells). Two separators are "right before" each other when no text lies between them. Exact as long
-    as no text node holds a tab or a line break itself; the caller checks that."""
-    codes = codes.copy()
-    cumulative = np.cumsum(text_lengths)
-    if cell_paragraphs:
-        present = np.flatnonzero(codes)
-        if len(present) > 1:
-            adjacent = cumulative[present[1:]] == cumulative[present[:-1]]
-            kinds = codes[present]
-            codes[present[:-1][adjacent & (kinds[:-1] == NEWLINE) & (kinds[1:] == TAB)]] = 0
-    present = np.flatnonzero(codes)
-    if len(present) < 2:
-        return codes
-    kinds = codes[present]
-    linked = np.append(cumulative[present[1:]] == cumulative[present[:-1]], False)  # to the next separator
-    tab = kinds == TAB
-    continues = np.append(linked[:-1] & tab[1:], False)  # a tab whose next separator is a tab right after it
-    run = np.cumsum(tab & ~np.concatenate(([False], continues[:-1])))  # runs of tabs right after each other
-    ends_in_line = tab & ~continues & linked & np.append(kinds[1:] == NEWLINE, False)
-    dropped_runs = np.zeros(int(run[-1]) + 1, bool)
-    dropped_runs[run[ends_in_line]] = True
-    codes[present[tab & dropped_runs[run]]] = 0
-    return codes
+@dataclass(frozen=True, slots=True)
+class Segments:
+    """The pieces of the output in document order, none empty: text spans and separators. `kinds` is
+    0 for text, else the separator's code; starts index the gather source (document bytes, then
+    SEPARATOR_BYTES, then whatever follows)."""
+
+    starts: np.ndarray
+    lengths: np.ndarray
+    kinds: np.ndarray
 
 
-def gather_text(tags: Tags, codes: np.ndarray, text_starts: np.ndarray, text_lengths: np.ndarray,
-                extra: np.ndarray | None = None) -> bytes:
-    """Text segments (starts index into the document's bytes + separators + `extra`) with each tag's
-    separator after the text before it."""
-    parts = [tags.array[: tags.size], np.frombuffer(SEPARATOR_BYTES, np.uint8)]
+def merge_segments(text_starts: np.ndarray, text_lengths: np.ndarray, codes: np.ndarray, size: int) -> Segments:
+    """Text i (before tag i) and the separator of tag j, ordered (text i first when i <= j), empties
+    left out: merged by rank, never sorted."""
+    texts = np.flatnonzero(text_lengths)
+    separators = np.flatnonzero(codes)
+    text_at = np.arange(len(texts)) + np.searchsorted(separators, texts, "left")
+    separator_at = np.arange(len(separators)) + np.searchsorted(texts, separators, "right")
+    count = len(texts) + len(separators)
+    starts = np.empty(count, np.int64)
+    lengths = np.ones(count, np.int64)
+    kinds = np.zeros(count, np.uint8)
+    starts[text_at] = text_starts[texts]
+    lengths[text_at] = text_lengths[texts]
+    kind = codes[separators]
+    starts[separator_at] = size - 1 + kind.astype(np.int64)
+    kinds[separator_at] = kind
+    return Segments(starts, lengths, kinds)
+
+
+def tidy(segments: Segments, *, cell_paragraphs: bool) -> Segments:
+    """The string rules of markup_text / sheet_text applied to the separators before any text exists
+    (a pass over the whole text each, otherwise): a line break right before a tab goes when
+    `cell_paragraphs` (a cell's last paragraph ends with the cell), and a run of tabs right before a
+    line break goes (empty trailing cells). Exact as long as no text span holds a tab or a line break
+    itself; see exact()."""
+    kinds = segments.kinds
+    keep = np.ones(len(kinds), bool)
+    if cell_paragraphs and len(kinds) > 1:
+        keep[:-1] = ~((kinds[:-1] == NEWLINE) & (kinds[1:] == TAB))
+        segments = Segments(segments.starts[keep], segments.lengths[keep], kinds[keep])
+        kinds = segments.kinds
+        keep = np.ones(len(kinds), bool)
+    not_tab = np.flatnonzero(kinds != TAB)
+    tab = np.flatnonzero(kinds == TAB)
+    if not len(tab):
+        return segments
+    following = np.searchsorted(not_tab, tab)  # the first segment after each tab that is not a tab
+    ends_run = following < len(not_tab)
+    dropped = tab[ends_run][kinds[not_tab[following[ends_run]]] == NEWLINE]
+    keep[dropped] = False
+    return Segments(segments.starts[keep], segments.lengths[keep], kinds[keep])
+
+
+def exact(raw: bytes, segments: Segments) -> bool:
+    """No tab or line break in `raw` but the separators' (so tidy() was exact)."""
+    kinds = segments.kinds
+    return raw.count(b"\t") == np.count_nonzero(kinds == TAB) and raw.count(b"\n") == np.count_nonzero(
+        kinds == NEWLINE)
+
+
+def gather_segments(document: np.ndarray, segments: Segments, extra: np.ndarray | None = None) -> bytes:
+    parts = [document, np.frombuffer(SEPARATOR_BYTES, np.uint8)]
     source = np.concatenate([*parts, extra] if extra is not None else parts)
-    separator_starts = tags.size - 1 + codes.astype(np.int64)
-    return gather(source, interleave(text_starts, separator_starts),
-                  interleave(text_lengths, (codes > 0).astype(np.int64)))
+    return gather(source, segments.starts, segments.lengths)
 
 
-def separators_only(raw: bytes, codes: np.ndarray) -> bool:
-    """No tab or line break in `raw` but the separators' (so tidy_separators was exact)."""
-    return raw.count(b"\t") == np.count_nonzero(codes == TAB) and raw.count(b"\n") == np.count_nonzero(
-        codes == NEWLINE)
+def _occurs(first: np.ndarray, prefix: bytes) -> bool:
+    """Whether any tag starts with `prefix` (opening tags; "</w:" closes a "<w:" that opened)."""
+    value, mask = _key(prefix)
+    return bool(np.any((first & np.uint64(mask)) == np.uint64(value)))
 
 
 def _fast_markup(data: bytes) -> tuple[bytes, bool] | None:
@@ -374,12 +402,15 @@ def _fast_markup(data: bytes) -> tuple[bytes, bool] | None:
     tags = scan_tags(data)
     if tags is None:
         return None
-    codes = _tag_codes(tags, data[:_HEAD])
+    first = keys8(tags, tags.lt)
+    if np.any((first & np.uint64(_key(b"<![CDATA")[1])) == np.uint64(_key(b"<![CDATA")[0])):
+        return None  # the general path inlines CDATA first
+    codes = _tag_codes(tags, first)
     starts, lengths = tags.text_starts(), tags.text_lengths()
     _drop_prolog_space(data, tags, lengths)
-    tidy = tidy_separators(codes, lengths, cell_paragraphs=True)
-    raw = gather_text(tags, tidy, starts, lengths)
-    return raw, separators_only(raw, tidy)
+    segments = tidy(merge_segments(starts, lengths, codes, tags.size), cell_paragraphs=True)
+    raw = gather_segments(tags.array[: tags.size], segments)
+    return raw, exact(raw, segments)
 
 
 def _drop_prolog_space(data: bytes, tags: Tags, lengths: np.ndarray) -> None:
