@@ -113,18 +113,26 @@ def _ascii_compact(lower: str) -> list[tuple[str, str, int, int]]:
         start, end = m.span()
         if start < done:
             continue  # another digit of a token already seen
+        digits_only = True
         while start > 0 and lower[start - 1].isalnum():
             start -= 1
+            digits_only = False
         while end < n and lower[end].isalnum():
             end += 1
+            digits_only = False
         done = end
         size = end - start
-        if 3 <= size <= 10:
-            w = lower[start:end]
-            if not (size < MIN_DIGITS and w.isdigit()):
-                singles.append((COMPACT, w, start, end))
+        if 3 <= size <= 10 and not (digits_only and size < MIN_DIGITS):
+            singles.append((COMPACT, lower[start:end], start, end))
         if not 2 <= size <= 4:
             continue
+        if digits_only:
+            # A pair of digits only is never kept: without a letter in a short neighbour ("9400 6131",
+            # "2024-09-21"), this token's pair, whichever it is, would be dropped.
+            before = _short_token_before(lower, start)
+            after = _short_token_after(lower, end)
+            if (before < 0 or lower[before:start - 1].isdigit()) and (after < 0 or lower[end + 1:after].isdigit()):
+                continue
         place, first = 0, start  # the token's place in its chain of short tokens
         while (before := _short_token_before(lower, first)) >= 0:
             known = place_at.get(before)
@@ -204,6 +212,7 @@ class Candidates:
         self._runs = runs
         self._spans = spans or []
         self._wanted = wanted
+        self._number_refs: list[tuple[int, int, int, int]] = []
 
     @cached_property
     def lower(self) -> str:
@@ -290,6 +299,7 @@ class Candidates:
             return [(digits, plus) for digits, _start, _end, plus in self.numbers]
         wanted, text = self._wanted, self.text
         out: list[tuple[str, bool]] = []
+        refs = self._number_refs = []
         for start, end in self._spans:
             windows = _number_windows(runs.shape(start, end).shape, wanted)
             if not windows:
@@ -298,9 +308,19 @@ class Candidates:
             # deletes the rest in one call, and UTF-8 never puts an ASCII digit inside another character.
             digits = text[start:end].encode().translate(None, _NOT_ASCII_DIGIT).decode()
             plus = text[start] == "+"
-            for i, _j, a, b in windows:
+            for i, j, a, b in windows:
                 out.append((digits[a:b], plus and i == 0))
+                refs.append((start, end, i, j))
         return out
+
+    def number_span(self, k: int) -> tuple[int, int]:
+        """The span of `number_values[k]` (its groups cut only now)."""
+        if self._runs is None:
+            number = self.numbers[k]
+            return number[1], number[2]
+        start, end, i, j = self._number_refs[k]
+        groups = self._runs.digit_groups(start, end)
+        return groups[i].start, groups[j].end
 
     def _numbers_of_runs(self, runs: RunSource) -> list[tuple[str, int, int, bool]]:
         """`numbers` from the shared pass's runs: each run's layout (group lengths, computed once for all
@@ -478,12 +498,10 @@ class Matcher:
         maybe = [i for i, h in enumerate(hashes) if h in seed_filter]
         if not maybe:
             return []
-        full = cand.numbers if numbers else []
-        spans = [(full[w][1], full[w][2]) if isinstance(w, int) else w for w in where]
-        seeds = self._seeds([hashes[i] for i in maybe], [spans[i] for i in maybe])
+        seeds = self._seeds(cand, [hashes[i] for i in maybe], [where[i] for i in maybe])
         if not seeds:
             return []
-        return self._second_phase(cand, seeds, hashes, spans)
+        return self._second_phase(cand, seeds, hashes, where)
 
     def _more_seeds(self, cand: Candidates, hashes: list[int], spans: list[tuple[int, int] | int]) -> None:
         """Seeds of the rarer identifying kinds (a name or a postcode declared identifying)."""
@@ -498,7 +516,7 @@ class Matcher:
             self._candidates(kind, cand, add, done)
 
     def _second_phase(self, cand: Candidates, seeds: list[tuple[int, int, int]], hashes: list[int],
-                      spans: list[tuple[int, int]]) -> list[RecordMatch]:
+                      spans: list[tuple[int, int] | int]) -> list[RecordMatch]:
         """The other fields of the proposed records: only their own keys matter, a dict test each, and
         only candidates inside some seed's window are hashed."""
         wanted: dict[int, list[tuple[int, int]]] = {}  # key -> [(record, field)]
@@ -522,18 +540,20 @@ class Matcher:
         for kind in (WORDS, DIGITS, PHONE, EMAIL, DATE, COMPACT):
             if kind in self._kinds:
                 self._candidates(kind, cand, add, done)
-        return self._records(seeds, wanted, hashes, spans)
+        return self._records(cand, seeds, wanted, hashes, spans)
 
-    def _seeds(self, hashes: list[int], spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+    def _seeds(self, cand: Candidates, hashes: list[int], where: list[tuple[int, int] | int]
+               ) -> list[tuple[int, int, int]]:
         """(record, start, end) for each identifying value of few enough records to propose them."""
         index = self.index
         out: list[tuple[int, int, int]] = []
-        for h, (start, end) in zip(hashes, spans, strict=True):
+        for h, w in zip(hashes, where, strict=True):
             a, b = index.find(h, _EXPAND_LIMIT)
             if a == b or b - a > _EXPAND_LIMIT:
                 # A false positive of the filter, or a value many records share (a switchboard number):
                 # never proposes one.
                 continue
+            start, end = cand.number_span(w) if isinstance(w, int) else w
             out.extend((r, start, end) for r in index.records_of(a, b))
         return out
 
@@ -589,12 +609,16 @@ class Matcher:
                 if ordered_sorted != ordered:
                     add(WORDS, ordered_sorted, start, end)
 
-    def _records(self, seeds: list[tuple[int, int, int]], wanted: dict[int, list[tuple[int, int]]],
-                 hashes: list[int], spans: list[tuple[int, int]]) -> list[RecordMatch]:
+    def _records(self, cand: Candidates, seeds: list[tuple[int, int, int]], wanted: dict[int, list[tuple[int, int]]],
+                 hashes: list[int], spans: list[tuple[int, int] | int]) -> list[RecordMatch]:
         """The proposed records with at least `min_fields` fields, one identifying, near one of their seeds."""
         found: dict[int, list[tuple[int, int, int]]] = {}  # record -> [(field, start, end)]
-        for h, (start, end) in zip(hashes, spans, strict=True):
-            for record, field in wanted.get(h, ()):
+        for h, w in zip(hashes, spans, strict=True):
+            hits = wanted.get(h)
+            if hits is None:
+                continue
+            start, end = cand.number_span(w) if isinstance(w, int) else w
+            for record, field in hits:
                 found.setdefault(record, []).append((field, start, end))
         window, identifying = self.config.window_chars, self._identifying
         out: list[RecordMatch] = []

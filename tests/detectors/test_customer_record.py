@@ -155,3 +155,26 @@ def test_short_indexed_numbers_are_cut_by_the_detector_itself(tmp_path):
     engine = build_detectors({"customer_record": {"data_dir": str(tmp_path)}})
     found = [m for m in engine.scan("Dana Whitfield acct 482913") if m.entity == "CUSTOMER_RECORD"]
     assert [m.label for m in found] == ["short: account+name"]
+
+
+def test_an_identifying_value_shared_by_many_records_proposes_none(tmp_path):
+    """A switchboard number on 100 records is no seed (more than 64 records), though it still counts
+    for a record another value proposed."""
+    rows = [[f"Person{i} Example", f"{70_000_000 + i}", "", "(650) 555-0100", "", "", ""] for i in range(100)]
+    builder = IndexBuilder("shared", client_key(tmp_path, "shared", create=True), FIELDS, FieldOptions("US"))
+    builder.add_all(rows)
+    builder.write(index_path(tmp_path, "shared"))
+    detector = CustomerRecordDetector({"data_dir": str(tmp_path)})
+    assert detector.scan("Person7 Example, call (650) 555-0100") == []
+    assert [m.label for m in detector.scan("Person7 Example 70000007, call (650) 555-0100")] == [
+        "shared: account+name+phone"]
+
+
+def test_engine_and_standalone_paths_agree_on_the_payload(data_dir):
+    """The engine path (shared number runs, spans cut only for seeds) and the detector's own cut give the
+    same records, labels and spans for every positive."""
+    engine = build_detectors({"customer_record": {"data_dir": str(data_dir)}})
+    alone = CustomerRecordDetector({"data_dir": str(data_dir)})
+    for text in [t for t, _ in POSITIVES] + NEGATIVES:
+        in_engine = [(m.start, m.end, m.label, m.value) for m in engine.scan(text) if m.entity == "CUSTOMER_RECORD"]
+        assert in_engine == [(m.start, m.end, m.label, m.value) for m in alone.scan(text)], text

@@ -40,3 +40,12 @@ def test_random_ascii_texts() -> None:
 def test_non_ascii_text_uses_the_patterns() -> None:
     text = "code ¹2ab and sw1a 1aa, ｚ9 9ｚ"
     assert Candidates(text).compact == by_patterns(text.lower())
+
+
+def test_random_digit_group_texts() -> None:
+    """Chains of digit groups with a few letters among them (the shortcut for pairs of digits only)."""
+    rng = random.Random(12)
+    pieces = ["2024", "09", "21", "9400", "613", "5", " ", " ", "-", "-", ":", "ab", "x1", "acct", "q", "  "]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        assert _ascii_compact(text) == by_patterns(text), text

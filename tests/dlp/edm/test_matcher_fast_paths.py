@@ -1,0 +1,69 @@
+"""The matcher's shortcuts give what the plain computations give: phone readings built per digit count,
+number digits cut without their groups."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from detectors.base import ScanText
+from dlp.edm.matcher import Candidates, Matcher
+from dlp.edm.normalize import PhoneRegion
+from dlp.normalize import normalize
+
+
+def _matcher_for(region: str, lengths: set[int]) -> Matcher:
+    """A Matcher with only what _phone_readings reads (no index needed)."""
+    m = Matcher.__new__(Matcher)
+    m.phone = PhoneRegion.for_region(region)
+    m._phone_lengths = frozenset(lengths)
+    cc, prefix = len(m.phone.country_code), len(m.phone.national_prefix)
+    national, indexed = m.phone.national_lengths, m._phone_lengths
+    m._phone_rules = {n: (True, bool(prefix) and n - prefix in national and cc + n - prefix + 1 in indexed,
+                          n - cc in national and n + 1 in indexed, n in national and cc + n + 1 in indexed)
+                      for n in range(20)}
+    return m
+
+
+@pytest.mark.parametrize("region", ["US", "GB", "FR", "DE", "IN", "BR", "JP"])
+def test_phone_readings_are_the_region_readings_of_indexed_lengths(region):
+    rng = random.Random(region)
+    for lengths in (set(range(8, 17)), {12}, {13, 14}):
+        m = _matcher_for(region, lengths)
+        heads = ["", "0", "00", "011", m.phone.country_code, m.phone.national_prefix, "1", "44"]
+        for _ in range(5000):
+            n = rng.randrange(7, 16)
+            digits = (rng.choice(heads) + "".join(rng.choice("0123456789") for _ in range(n)))[:n]
+            plus = rng.random() < 0.1
+            expected = {e for e in m.phone.candidates(digits, plus) if len(e) in lengths}
+            got = m._phone_readings(digits, plus)
+            assert set(got) == expected and len(got) == len(expected), (digits, plus)
+
+
+class _Runs:
+    """The engine's view of a text, with the number runs its pass would report."""
+
+    def __init__(self, text: str) -> None:
+        from detectors._numbers import NUMBER_RUN  # noqa: F401 - the expression the spans stand for
+
+        self.view = ScanText(normalize(text))
+        import re
+
+        run = re.compile(r"\+?[0-9](?:[ \t\r\n\\\-./|()]{0,3}[0-9]){6,}")
+        self.spans = [m.span() for m in run.finditer(self.view.text)]
+
+
+@pytest.mark.parametrize("text", [
+    "acct 6100 11888, tracking 9400 6131 8609 1390 9960 30, +44 (0)20 7946 0958",
+    "Order #4246 2819 4821 9935 shipped; call 1-555-201-4567 or 00 33 1 42 68 53 00",
+    "ｏｒｄｅｒ ７３００-４５１-２８９ and 12345678901234567890123",
+])
+def test_number_values_and_spans_are_those_of_the_groups(text):
+    runs = _Runs(text)
+    wanted = frozenset(range(5, 20))
+    cand = Candidates(runs.view.text, runs.view, wanted, runs.spans)
+    values = cand.number_values
+    numbers = Candidates(runs.view.text, runs.view, wanted, runs.spans).numbers
+    assert values == [(d, plus) for d, _s, _e, plus in numbers] and values
+    assert [cand.number_span(k) for k in range(len(values))] == [(s, e) for _d, s, e, _p in numbers]
