@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from detectors._numbers import NUMBER_RUN, has_word, separators_between
+from detectors._numbers import NUMBER_RUN, has_word, separators_between, word_pattern
 from detectors.base import Detector, Pattern, ScanText
 from dlp.model import Match
 
@@ -37,6 +37,7 @@ IBAN_RUN = r"\b[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){10,30}"
 ABA_CONTEXT = ("routing", "aba", "rtn", "transit", "abartn", "routing#", "r/t")
 ACCOUNT_CONTEXT = ("account", "acct", "a/c", "checking", "savings", "bank", "deposit", "acc no", "acc#",
                    "acc. no")
+_ABA_CONTEXT, _ACCOUNT_CONTEXT = word_pattern(ABA_CONTEXT), word_pattern(ACCOUNT_CONTEXT)
 # Each letter as its base-36 value (A -> "10" ... Z -> "35"), the ISO 7064 mod-97 digit string.
 _BASE36 = str.maketrans({chr(c): str(c - 55) for c in range(ord("A"), ord("Z") + 1)})
 
@@ -89,7 +90,7 @@ class IbanDetector(Detector):
             return  # the candidate runs on: part of a longer token, not this IBAN
         iban = "".join(pieces).upper()
         if iban_ok(iban):
-            yield Match("IBAN_CODE", start, stop, 1.0, iban, label=country)
+            yield Match("IBAN_CODE", start, stop, 1.0, iban, self.name, country)
 
 
 class AbaRoutingDetector(Detector):
@@ -101,11 +102,11 @@ class AbaRoutingDetector(Detector):
         return [Pattern("run", NUMBER_RUN)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
-        if not text.mentions_near(ABA_CONTEXT, start, 40) or not has_word(text.clause_before(start, 40), ABA_CONTEXT):
+        if not text.mentions_near(ABA_CONTEXT, start, 40) or not has_word(text.clause_before(start, 40), _ABA_CONTEXT):
             return
         for g in text.digit_groups(start, end):
-            if len(g.digits) == 9 and aba_ok(g.digits) and has_word(text.clause_before(g.start, 40), ABA_CONTEXT):
-                yield Match("ABA_ROUTING_NUMBER", g.start, g.end, 0.9, g.digits)
+            if len(g.digits) == 9 and aba_ok(g.digits) and has_word(text.clause_before(g.start, 40), _ABA_CONTEXT):
+                yield Match("ABA_ROUTING_NUMBER", g.start, g.end, 0.9, g.digits, self.name)
 
 
 class UsBankNumberDetector(Detector):
@@ -118,7 +119,7 @@ class UsBankNumberDetector(Detector):
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
         if not text.mentions_near(ACCOUNT_CONTEXT, start, 32) or not has_word(text.clause_before(start, 32),
-                                                                              ACCOUNT_CONTEXT):
+                                                                              _ACCOUNT_CONTEXT):
             return
         t = text.text
         groups = text.digit_groups(start, end)
@@ -128,5 +129,6 @@ class UsBankNumberDetector(Detector):
         else:
             spans = [(g.start, g.end, g.digits) for g in groups]
         for s, e, digits in spans:
-            if 8 <= len(digits) <= 17 and len(set(digits)) > 1 and has_word(text.clause_before(s, 32), ACCOUNT_CONTEXT):
-                yield Match("US_BANK_NUMBER", s, e, 0.7, digits)
+            if 8 <= len(digits) <= 17 and len(set(digits)) > 1 and has_word(text.clause_before(s, 32),
+                                                                             _ACCOUNT_CONTEXT):
+                yield Match("US_BANK_NUMBER", s, e, 0.7, digits, self.name)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import hyperscan
 from mypy_extensions import mypyc_attr
 
-from detectors._numbers import Run, RunShape, digit_groups, run_shape, shape_of
+from detectors._numbers import Run, RunShape, run_shape
 from dlp.model import Match
 from dlp.normalize import Normalized, normalize
 
@@ -110,12 +110,11 @@ class ScanText:
     """The normalised text of one scan, with helpers validators share (context windows, offsets, the
     spans that stronger detectors already claimed)."""
 
-    __slots__ = ("_groups", "_lower", "_mentions", "_shapes", "claimed", "normalized", "notes", "text")
+    __slots__ = ("_lower", "_mentions", "_shapes", "claimed", "normalized", "notes", "text")
 
     def __init__(self, normalized: Normalized) -> None:
         self.normalized = normalized
         self.text = normalized.text + "\n"  # the sentinel the patterns saw
-        self._groups: dict[tuple[int, int], Run] = {}
         self._shapes: dict[tuple[int, int], RunShape] = {}
         self._lower: str | None = None
         self._mentions: dict[tuple[str, ...], list[int]] = {}
@@ -168,22 +167,17 @@ class ScanText:
         return bool(claimed.spans) and claimed.contains(start, end)
 
     def shape(self, start: int, end: int) -> RunShape:
-        """How many digits a number run has and its layout (see detectors._numbers.RunShape): enough
-        for most detectors to reject a run before its groups are built."""
+        """A number run's digit groups, digit count and layout (see detectors._numbers.RunShape), built
+        once for all the numeric detectors: the layout alone rejects most runs."""
         key = (start, end)
         shape = self._shapes.get(key)
         if shape is None:
-            groups = self._groups.get(key)
-            shape = self._shapes[key] = shape_of(groups) if groups is not None else run_shape(self.text, start, end)
+            shape = self._shapes[key] = run_shape(self.text, start, end)
         return shape
 
     def digit_groups(self, start: int, end: int) -> Run:
-        """The digit groups of a number run, computed once for all the numeric detectors."""
-        key = (start, end)
-        groups = self._groups.get(key)
-        if groups is None:
-            groups = self._groups[key] = digit_groups(self.text, start, end)
-        return groups
+        """The digit groups of a number run."""
+        return self.shape(start, end).groups
 
     def before(self, start: int, chars: int = 48) -> str:
         """The lowercased text just before `start` (context words)."""
@@ -368,8 +362,11 @@ class DetectorSet:
                             claimed.append((m.start, m.end))
                         s, e = normalized.to_original(min(m.start, limit), min(m.end, limit))
                         name = m.detector or detector.name
-                        found.setdefault((m.entity, s, e, name),
-                                         Match(m.entity, s, e, m.score, m.value, name, m.label))
+                        slot = (m.entity, s, e, name)
+                        if slot not in found:
+                            # Built again only when normalisation moved it or the detector left its name out.
+                            found[slot] = m if (s, e, name) == (m.start, m.end, m.detector) else Match(
+                                m.entity, s, e, m.score, m.value, name, m.label)
         for detector in self._finishers:
             for m in detector.finish(view):
                 s, e = normalized.to_original(min(m.start, limit), min(m.end, limit))

@@ -26,6 +26,7 @@ from detectors._numbers import (
     has_word,
     luhn_ok,
     separators_between,
+    word_pattern,
 )
 from detectors.base import Detector, Pattern, ScanText
 from dlp.model import Match
@@ -46,6 +47,7 @@ TEST_NUMBERS = frozenset({
 CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "master card", "amex", "american express",
            "discover", "jcb", "diners", "maestro", "unionpay", "cc ", "cc#", "ccn", "pan", "cvv", "cvc",
            "exp", "expiry", "payment")
+_CONTEXT = word_pattern(CONTEXT)
 
 _STANDARD_LAYOUTS = {(4, 4, 4, 4), (4, 6, 5), (4, 6, 4), (4, 4, 4, 4, 3), (4, 4, 4, 1), (4, 4, 4, 2),
                      (4, 4, 4, 3), (4, 4, 5), (4, 4, 4, 4, 2), (4, 4, 4, 4, 1)}
@@ -150,7 +152,7 @@ class CardDetector(Detector):
             if _inside_longer(text.text, groups, first, last, covered):
                 continue
             score = self._score(text, groups, first, last)
-            yield Match("CREDIT_CARD", groups[first].start, groups[last].end, score, digits, label=network)
+            yield Match("CREDIT_CARD", groups[first].start, groups[last].end, score, digits, self.name, network)
 
     def _score(self, text: ScanText, groups: list[Group], first: int, last: int) -> float:
         seps = separators_between(text.text, groups, first, last)
@@ -159,7 +161,7 @@ class CardDetector(Detector):
                                        and layout in _STANDARD_LAYOUTS)
         if regular:
             return 1.0
-        context = has_word(text.before(groups[first].start), CONTEXT)
+        context = has_word(text.before(groups[first].start), _CONTEXT)
         return 0.9 if context else 0.8
 
     def _swapped(self, text: ScanText, start: int, end: int) -> Iterable[Match]:
@@ -171,7 +173,7 @@ class CardDetector(Detector):
         if 12 <= len(digits) <= 19 and luhn_ok(digits):
             network = network_of(digits)
             if network:
-                yield Match("CREDIT_CARD", start, end, 0.3, digits, label=network)
+                yield Match("CREDIT_CARD", start, end, 0.3, digits, self.name, network)
 
 
 def _inside_longer(text: str, groups: list[Group], first: int, last: int, covered: set[int]) -> bool:

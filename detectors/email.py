@@ -43,4 +43,4 @@ class EmailDetector(Detector):
             return
         if end < len(t) and (t[end].isalnum() or t[end] == "@"):
             return
-        yield Match("EMAIL_ADDRESS", start, end, 1.0, address.lower())
+        yield Match("EMAIL_ADDRESS", start, end, 1.0, address.lower(), self.name)

@@ -60,4 +60,4 @@ class IpDetector(Detector):
             return
         if not self.include_private and not address.is_global:
             return
-        yield Match("IP_ADDRESS", start, end, 0.6, address.compressed, label=f"v{address.version}")
+        yield Match("IP_ADDRESS", start, end, 0.6, address.compressed, self.name, f"v{address.version}")

@@ -17,18 +17,17 @@ from functools import lru_cache
 
 import phonenumbers
 
-from detectors._numbers import NUMBER_RUN, has_word
+from detectors._numbers import NUMBER_RUN, has_word, word_pattern
 from detectors.base import Detector, Pattern, ScanText
 from dlp.model import Match
 
 DEFAULT_REGIONS = ("US", "GB", "DE", "FR", "ES", "IN", "PH", "MX")
 CONTEXT = ("phone", "call", "tel", "mobile", "cell", "fax", "whatsapp", "contact", "reach", "dial", "text me",
            "sms", "landline", "number is", "no.", "ph:", "ph.", "mob")
+_CONTEXT = word_pattern(CONTEXT)
 REFERENCE_WORDS = frozenset({"invoice", "inv", "order", "ref", "ticket", "tracking", "case", "po", "sku", "serial",
                    "confirmation", "booking", "transaction", "txn", "id", "#", "account", "acct", "policy",
                    "claim", "receipt", "item", "part", "model", "version", "build"})
-# A phone number is split from its neighbours by line breaks, tabs, table bars and slashes.
-_PIECES = re.compile(r"[^\t\r\n|/\\]+")
 _FORMAT = re.compile(r"^\+?[\d\s().\-]+$")
 _GROUPS = re.compile(r"[0-9]+")
 _GROUP_SPANS = _GROUPS
@@ -41,14 +40,27 @@ def _e164(candidate: str, regions: tuple[str, ...]) -> str | None:
         if candidate.startswith(("+", "00")):
             number = phonenumbers.parse("+" + candidate.lstrip("+0") if candidate.startswith("00") else candidate)
             return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) if (
-                phonenumbers.is_valid_number(number)) else None
+                _valid(number)) else None
         for region in regions:
             number = phonenumbers.parse(candidate, region)
-            if phonenumbers.is_valid_number(number):
+            if _valid(number):
                 return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     except phonenumbers.NumberParseException:
         return None
     return None
+
+
+def _valid(number: phonenumbers.PhoneNumber) -> bool:
+    """phonenumbers.is_valid_number, with a shortcut for the common case: that function first works out
+    which of the regions sharing the country code the number belongs to (testing the main one first,
+    when it has no leading-digits rule) and then tests the number again for that region. A number valid
+    for such a main region (US for +1, GB for +44) is therefore valid, and one test is enough."""
+    main = phonenumbers.region_code_for_country_code(number.country_code or 0)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(main)
+    if metadata is not None and metadata.leading_digits is None and (
+            phonenumbers.is_valid_number_for_region(number, main)):
+        return True
+    return phonenumbers.is_valid_number(number)
 
 
 class PhoneDetector(Detector):
@@ -69,9 +81,8 @@ class PhoneDetector(Detector):
         if start > 0 and t[start - 1] == "(":
             start -= 1
         refs: dict[int, bool] = {}  # candidate start -> right after a reference word (shared by windows)
-        for piece in _PIECES.finditer(t, start, end):
-            s, e = piece.span()
-            while e > s and not t[e - 1].isdigit():
+        for s, e in _pieces(t, start, end):
+            while e > s and not _is_digit(t[e - 1]):
                 e -= 1
             while s < e and t[s] in " .-)":
                 s += 1
@@ -133,14 +144,14 @@ class PhoneDetector(Detector):
         if not 7 <= digits <= 15 or not _FORMAT.match(candidate) or not _phone_shaped(candidate, groups):
             return None
         before = text.clause_before(s, 32)
-        context = has_word(before, CONTEXT) or has_word(text.after(e, 16), CONTEXT)
+        context = has_word(before, _CONTEXT) or has_word(text.after(e, 16), _CONTEXT)
         if len(groups) == 1 and not candidate.startswith("+") and not context:
             return None
         value = _e164(candidate, self.regions)
         if value is None:
             return None
         score = 0.9 if context else (0.75 if candidate.startswith("+") else 0.6)
-        return Match("PHONE_NUMBER", s, e, score, value)
+        return Match("PHONE_NUMBER", s, e, score, value, self.name)
 
 
 def _after_reference(before: str) -> bool:
@@ -153,14 +164,36 @@ def _after_reference(before: str) -> bool:
 
 def _phone_shaped(candidate: str, groups: list[str]) -> bool:
     """Grouping that people use for phone numbers: the last group has 3+ digits (2 only in the
-    French / Spanish pairs style), and no date-like 4-2-2 run."""
+    French / Spanish pairs style), no date-like 4-2-2 run, and one kind of joiner."""
     if len(groups) == 1:
         return True
     if max(map(len, groups)) > 6:
         return False
-    seps = {sep for sep in _SEPS.findall(candidate) if "(" not in sep and ")" not in sep}
-    if len(seps) > 1:
-        return False  # mixed joiners ("703-24-6197 3589"): several numbers, not one phone number
     if len(groups[-1]) < 3 and not (len(groups) >= 4 and all(len(g) == 2 for g in groups[-4:])):
         return False
-    return not (len(groups[0]) == 4 and len(groups[1]) == 2 and not candidate.startswith("+"))
+    if len(groups[0]) == 4 and len(groups[1]) == 2 and not candidate.startswith("+"):
+        return False
+    seps = {sep for sep in _SEPS.findall(candidate) if "(" not in sep and ")" not in sep}
+    return len(seps) <= 1  # mixed joiners ("703-24-6197 3589"): several numbers, not one phone number
+
+
+def _pieces(t: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The spans of [start, end) between tabs, line breaks, table bars and slashes, which split a phone
+    number from its neighbours (a character loop: compiled, cheaper than a regex and its matches)."""
+    out: list[tuple[int, int]] = []
+    s = start
+    for i in range(start, end):
+        c = ord(t[i])
+        if c == 9 or c == 10 or c == 13 or c == 124 or c == 47 or c == 92:  # \t \n \r | / \\
+            if i > s:
+                out.append((s, i))
+            s = i + 1
+    if end > s:
+        out.append((s, end))
+    return out
+
+
+def _is_digit(ch: str) -> bool:
+    """str.isdigit, without a method call for the ASCII characters that are nearly all there is."""
+    c = ord(ch)
+    return 48 <= c <= 57 or (c > 127 and ch.isdigit())

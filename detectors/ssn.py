@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from detectors._numbers import NUMBER_RUN, has_word, separators_between
+from detectors._numbers import NUMBER_RUN, has_word, separators_between, word_pattern
 from detectors.base import Detector, Pattern, ScanText
 from dlp.model import Match
 
 CONTEXT = ("ssn", "social security", "social sec", "soc sec", "ss#", "ss #", "ss no", "ssa", "taxpayer",
            "social")
+_CONTEXT = word_pattern(CONTEXT)
 KNOWN_INVALID = frozenset({"123456789", "078051120", "219099999", *(f"98765432{d}" for d in range(10))})
 
 
@@ -65,7 +66,7 @@ class SsnDetector(Detector):
                 continue
             if not sep and (not text.mentions(CONTEXT) or _after_reference(text.clause_before(s, 16))):
                 continue  # a bare 9-digit number is an SSN only when something says so
-            context = has_word(text.clause_before(s, 40), CONTEXT) or has_word(text.after(e, 16), CONTEXT)
+            context = has_word(text.clause_before(s, 40), _CONTEXT) or has_word(text.after(e, 16), _CONTEXT)
             if not sep and not context:
                 continue
             if candidate in KNOWN_INVALID:
@@ -74,7 +75,7 @@ class SsnDetector(Detector):
                 score = 1.0
             else:
                 score = 0.85 if sep == "-" else 0.6
-            yield Match("US_SSN", s, e, score, candidate, label="")
+            yield Match("US_SSN", s, e, score, candidate, self.name)
 
 
 def _after_reference(before: str) -> bool:

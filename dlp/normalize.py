@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from array import array
-from dataclasses import dataclass
 from functools import lru_cache
 
 # Letters that render like ASCII letters (from Unicode's confusables.txt, the subset that matters for
@@ -48,13 +47,16 @@ _DASHES = set("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2043\ufe58\ufe63\uff0
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
 
 
-@dataclass(frozen=True, slots=True)
 class Normalized:
-    """Normalised text and, when it differs from the original, each character's original offset."""
+    """Normalised text and, when it differs from the original, each character's original offset. (A
+    plain class: compiled (setup.py), it is built in a fraction of a dataclass's time, once per text.)"""
 
-    text: str
-    original: str
-    offsets: array | None = None  # offsets[i] = index in `original` of normalised character i
+    __slots__ = ("offsets", "original", "text")
+
+    def __init__(self, text: str, original: str, offsets: array | None = None) -> None:
+        self.text = text
+        self.original = original
+        self.offsets = offsets  # offsets[i] = index in `original` of normalised character i
 
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         """Map a [start, end) span of the normalised text back to a span of the original text."""
