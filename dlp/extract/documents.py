@@ -215,6 +215,8 @@ def sheet_text(xml: str, table: SharedTable) -> str:
     text = xml.replace("\x00", "").replace("\x01", "") if "\x01" in xml or "\x00" in xml else xml
     if "</f>" in text:  # self-closing <f .../> (shared formulas) hold no text to drop
         text = _FORMULA.sub("", text)  # a formula's text is not the cell's value (its <v> is)
+    if "t='s'" in text:  # the single-quoted spelling, as the fast reading (sheets.py) takes it too
+        text = text.replace(" t='s'", ' t="s"')
     text = text.replace(' t="s"><v>', 't="s"><v>\x01')
     if ' t="s"' in text:  # t="s" before other attributes, or <v> padded: the general pattern
         text = _SHARED_VALUE.sub(_MARKED_VALUE, text)

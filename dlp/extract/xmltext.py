@@ -408,9 +408,14 @@ def _fast_markup(data: bytes) -> tuple[bytes, bool] | None:
     codes = _tag_codes(tags, first)
     starts, lengths = tags.text_starts(), tags.text_lengths()
     _drop_prolog_space(data, tags, lengths)
-    segments = tidy(merge_segments(starts, lengths, codes, tags.size), cell_paragraphs=True)
+    merged = merge_segments(starts, lengths, codes, tags.size)
+    segments = tidy(merged, cell_paragraphs=True)
     raw = gather_segments(tags.array[: tags.size], segments)
-    return raw, exact(raw, segments)
+    if exact(raw, segments):
+        return raw, True
+    # Text nodes with tabs or breaks of their own: the string rules on the untidied text, as the general
+    # path has them (a break dropped before a tab can make a new "\n\t" pair the string rule would not).
+    return gather_segments(tags.array[: tags.size], merged), False
 
 
 def _drop_prolog_space(data: bytes, tags: Tags, lengths: np.ndarray) -> None:

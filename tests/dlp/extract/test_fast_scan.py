@@ -1,0 +1,211 @@
+"""The vectorised readings (xmltext's numpy tag scan, sheets.FastSheets, archives' ISA-L member reader)
+must give exactly what the general paths give, on regular and irregular markup alike."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+
+import openpyxl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dlp.extract import documents, extract_file, xmltext
+from dlp.extract.documents import SharedTable, shared_strings, sheet_text
+from dlp.extract.sheets import FastSheets
+from dlp.model import Reason
+
+PAN = "4556737586899855"
+NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+
+
+def general_markup(data: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
+    with monkeypatch.context() as m:
+        m.setattr(xmltext, "FAST_SCAN_MIN", 1 << 62)
+        return xmltext.markup_text(data)
+
+
+def fast_markup(data: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
+    with monkeypatch.context() as m:
+        m.setattr(xmltext, "FAST_SCAN_MIN", 0)
+        return xmltext.markup_text(data)
+
+
+_WORD = st.sampled_from([
+    "<w:p>", "</w:p>", "<w:r>", "</w:r>", "<w:t>", "</w:t>", '<w:t xml:space="preserve">', "<w:tab/>", "<w:br/>",
+    '<w:br w:type="page"/>', "<w:cr/>", "<w:tbl>", "</w:tbl>", "<w:tr>", "</w:tr>", "<w:tc>", "</w:tc>",
+    "<a:p>", "</a:p>", "<a:t>", "</a:t>", "<text:p>", "</text:p>", "<text:s/>", '<text:s text:c="2"/>',
+    "<table:table-row>", "</table:table-row>", "<table:table-cell>", "</table:table-cell>", "<p>", "</p>",
+    "<td>", "</td>", '<w:rPr w:val="x"/>', "<!-- note -->", "<![CDATA[4111 <b> 1111]]>", "<?pi x?>",
+    "card", PAN, "a &amp; b", "&lt;x&gt;", " ", "\n", "\t", "\n\t", "  \n  ", "Zoë 東京", ">", "<", "x > y",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_WORD, max_size=60))
+def test_markup_fast_scan_equals_general_path(tokens: list[str]) -> None:
+    data = "".join(tokens).encode()
+    with pytest.MonkeyPatch.context() as m:
+        assert fast_markup(data, m) == general_markup(data, m)
+
+
+def test_markup_fast_scan_runs_on_a_real_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+    body = "".join(f"<w:p><w:r><w:t>Dear customer {i}, card {PAN}</w:t></w:r></w:p>"
+                   f"<w:tbl><w:tr><w:tc><w:p><w:r><w:t>C{i}</w:t></w:r></w:p></w:tc><w:tc><w:p/></w:tc></w:tr></w:tbl>"
+                   for i in range(300))
+    data = (f'<?xml version="1.0"?>\n<w:document xmlns:w="w"><w:body>{body}</w:body></w:document>').encode()
+    assert xmltext._fast_markup(data) is not None  # the vectorised scan took it
+    text = fast_markup(data, monkeypatch)
+    assert text == general_markup(data, monkeypatch)
+    assert text.count(PAN) == 300 and "C299" in text
+
+
+def test_cdata_is_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = f"<w:p><w:t><![CDATA[card {PAN} <not a tag> & more]]></w:t></w:p>".encode()
+    for read in (fast_markup, general_markup):
+        assert read(data, monkeypatch) == f"card {PAN} <not a tag> & more"
+
+
+# ----------------------------------------------------------------------------------------- sheets
+
+_SHARED = ["plain", "a &amp; b", "  padded  ", f"card {PAN}", "", "Zoë", "tab\there", "line\nbreak", "unused"]
+
+
+def _sst(strings: list[str], preserve: bool, rich: bool) -> bytes:
+    out = []
+    for s in strings:
+        if rich and s:
+            out.append(f"<si><r><rPr><b/></rPr><t>{s[:2]}</t></r><r><t>{s[2:]}</t></r><rPh><t>KANA</t></rPh></si>")
+        elif not s:
+            out.append("<si/>" if rich else "<si><t></t></si>")
+        else:
+            out.append(f'<si><t xml:space="preserve">{s}</t></si>' if preserve else f"<si><t>{s}</t></si>")
+    return f'<?xml version="1.0"?>\n<sst {NS}>{"".join(out)}</sst>'.encode()
+
+
+_CELL = st.one_of(
+    st.builds(lambda i: f'<c r="A1" t="s"><v>{i}</v></c>', st.integers(0, len(_SHARED) + 2)),
+    st.builds(lambda i: f'<c t="s" r="B1" s="2"><v>{i}</v></c>', st.integers(0, len(_SHARED) - 1)),
+    st.builds(lambda i: f"<c r='C1' t='s'><v>{i}</v></c>", st.integers(0, len(_SHARED) - 1)),
+    st.builds(lambda i: f'<c r="D1" t="s"><v>00{i}</v></c>', st.integers(0, len(_SHARED) - 1)),
+    st.builds(lambda x: f'<c r="E1" s="1"><v>{x}</v></c>', st.integers(0, 10**18)),
+    st.just('<c r="F1" s="1"/>'),
+    st.just('<c r="G1" t="inlineStr"><is><t>inline 4111</t></is></c>'),
+    st.just('<c r="H1"><f>SUM(A1:A2)</f><v>42</v></c>'),
+    st.just('<c r="I1" t="str"><v>text &lt;r&gt;</v></c>'),
+    st.just('<c r="J1"></c>'),
+)
+_ROW = st.one_of(
+    st.builds(lambda cells: '<row r="1" spans="1:3">' + "".join(cells) + "</row>", st.lists(_CELL, max_size=6)),
+    st.just('<row r="9"/>'),
+)
+
+
+def _sheet(rows: list[str], pretty: bool) -> bytes:
+    joiner = "\n  " if pretty else ""
+    return (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet {NS}><dimension ref="A1"/>'
+            f"<sheetData>{joiner}{joiner.join(rows)}</sheetData><headerFooter><oddHeader>&amp;C hdr</oddHeader>"
+            f"</headerFooter></worksheet>").encode() if pretty else (
+            f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<worksheet {NS}><dimension ref="A1"/>'
+            f"<sheetData>{''.join(rows)}</sheetData></worksheet>").encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ROW, max_size=8), st.booleans(), st.booleans(), st.booleans())
+def test_fast_sheets_equal_the_general_reading(rows: list[str], pretty: bool, preserve: bool, rich: bool) -> None:
+    sst, sheet = _sst(_SHARED, preserve, rich), _sheet(rows, pretty)
+    table = SharedTable(shared_strings(sst.decode()))
+    expected = sheet_text(sheet.decode(), table)
+    fast = FastSheets.read(sst)
+    got = fast.sheet_text(sheet) if fast is not None else None
+    if got is not None:  # None: the caller reads the workbook the general way (also correct)
+        assert got == expected
+        assert sorted(fast.orphans()) == sorted(table.orphans())
+
+
+def test_fast_sheets_take_excel_and_openpyxl_shapes() -> None:
+    from dlp.bench.extract import attachments
+
+    files = attachments(300, seed=3)
+    with zipfile.ZipFile(io.BytesIO(files["customers.xlsx"])) as z:
+        sst, sheet = z.read("xl/sharedStrings.xml"), z.read("xl/worksheets/sheet1.xml")
+    fast = FastSheets.read(sst)
+    assert fast is not None and FastSheets._plain(sst) is not None
+    assert fast._plain_sheet_text(sheet) is not None  # the pattern-search path, not the tag scan
+    assert fast.sheet_text(sheet) == sheet_text(sheet.decode(), SharedTable(shared_strings(sst.decode())))
+    book = openpyxl.Workbook()
+    book.active.append(["name", f"card {PAN}", 12.5])
+    book.active.append([None, "x & y", "  lead"])
+    buf = io.BytesIO()
+    book.save(buf)
+    fast_parts = {p.location: p.text for p in extract_file(buf.getvalue(), "o.xlsx").parts}
+    assert f"card {PAN}" in fast_parts["o.xlsx/sheet:Sheet"] and "x & y" in fast_parts["o.xlsx/sheet:Sheet"]
+
+
+def test_workbook_falls_back_whole_when_one_sheet_is_irregular(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = documents.SharedTable
+
+    def spy(strings: list[str]) -> SharedTable:
+        calls.append(len(strings))
+        return real(strings)
+
+    monkeypatch.setattr(documents, "SharedTable", spy)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("xl/workbook.xml", f'<workbook {NS} xmlns:r="r"><sheets><sheet name="A" sheetId="1" r:id="rId1"/>'
+                                      '<sheet name="B" sheetId="2" r:id="rId2"/></sheets></workbook>')
+        z.writestr("xl/_rels/workbook.xml.rels",
+                   '<Relationships><Relationship Id="rId1" Target="worksheets/sheet1.xml"/>'
+                   '<Relationship Id="rId2" Target="worksheets/sheet2.xml"/></Relationships>')
+        z.writestr("xl/worksheets/sheet1.xml", f'<worksheet {NS}><sheetData><row><c t="s"><v>0</v></c></row>'
+                                               "</sheetData></worksheet>")
+        # a ">" in an attribute value: not regular markup, so the whole workbook is read the general way
+        z.writestr("xl/worksheets/sheet2.xml", f'<worksheet {NS}><sheetData><row><c r="A>1" t="s"><v>1</v></c></row>'
+                                               "</sheetData></worksheet>")
+        z.writestr("xl/sharedStrings.xml", f"<sst {NS}><si><t>first {PAN}</t></si><si><t>second</t></si></sst>")
+    got = {p.location: p.text for p in extract_file(buf.getvalue(), "b.xlsx").parts}
+    assert got["b.xlsx/sheet:A"] == f"first {PAN}" and "second" in got["b.xlsx/sheet:B"]
+    assert calls == [2]  # one general reading, for the whole workbook
+
+
+# -------------------------------------------------------------------------------------------- zip
+
+
+def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_member_reader_stored_and_deflated() -> None:
+    for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        e = extract_file(_zip({"a.txt": f"card {PAN}\n".encode() * 5000, "b.txt": b""}, method), "x.zip")
+        assert not e.uninspected
+        assert e.parts[0].text.count(PAN) == 5000
+
+
+def test_member_reader_bad_crc_and_truncation_are_undecodable() -> None:
+    data = bytearray(_zip({"a.txt": f"card {PAN}".encode() * 100}))
+    central = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, central + 16, struct.unpack_from("<I", data, central + 16)[0] ^ 1)
+    local = data.find(b"PK\x03\x04")
+    struct.pack_into("<I", data, local + 14, struct.unpack_from("<I", data, local + 14)[0] ^ 1)
+    e = extract_file(bytes(data), "crc.zip")
+    assert {u.reason for u in e.uninspected} == {Reason.UNDECODABLE_ARCHIVE} and not e.parts
+    # deflate data cut short inside the member (sizes still say more)
+    raw = zlib.compressobj(6, zlib.DEFLATED, -15)
+    packed = raw.compress(bytes(range(256)) * 400) + raw.flush()
+    good = _zip({"b.bin": bytes(range(256)) * 400})
+    start = good.find(packed[:16])
+    assert start > 0
+    half = len(packed) // 2
+    cut = good[:start] + packed[:half] + b"\x00" * (len(packed) - half) + good[start + len(packed) :]
+    e = extract_file(cut, "cut.zip")
+    assert Reason.UNDECODABLE_ARCHIVE in {u.reason for u in e.uninspected}
