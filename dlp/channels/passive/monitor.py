@@ -36,6 +36,7 @@ from dlp.model import (
 from dlp.pipeline import count
 
 CREDENTIALS_ENTITY = "CLEARTEXT_CREDENTIALS"
+_ALERT_RANK = Action.ALERT.rank
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +211,11 @@ class Monitor:
 
     def conclude(self, message: Message, tx: Transaction, content: Verdict | Reason) -> Verdict:
         """The verdict from the content's verdict (or from why there is none: a worker's timeout or error)."""
+        if type(content) is Verdict and not tx.credential_mechanism and not tx.uninspected and message.raw:
+            # Most transactions: the wire added nothing, the content's verdict stands (at most `alert`).
+            if content.effective_action.rank > _ALERT_RANK:
+                return replace(content, enforced_action=Action.ALERT, monitor_only=True)
+            return content
         inspector = self.inspector
         failed = isinstance(content, Reason)
         if isinstance(content, Reason):

@@ -249,14 +249,20 @@ class OrderedInspections:
     def ready(self) -> Iterator[tuple[Message, Any, Outcome]]:
         """Completed transactions at the head of the order, without waiting."""
         entries = self._entries
-        if entries:
-            head = entries[0].batch
-            if head is not None and head.outcomes is None and head is not self._current:
-                # A poll per transaction would be mostly "not yet": look every few calls.
-                self._unpolled += 1
-                if self._unpolled >= 8:
-                    self._unpolled = 0
-                    self._pump(0)
+        if not entries:
+            return iter(())
+        head = entries[0].batch
+        if head is not None and head.outcomes is None:
+            if head is self._current:
+                return iter(())
+            # A poll per transaction would be mostly "not yet": look every few calls.
+            self._unpolled += 1
+            if self._unpolled < 8:
+                return iter(())
+            self._unpolled = 0
+            self._pump(0)
+            if head.outcomes is None:
+                return iter(())
         return self._take(block=False)
 
     def drain(self) -> Iterator[tuple[Message, Any, Outcome]]:

@@ -21,9 +21,11 @@ _TLS_RECORD = re.compile(rb"\x16\x03[\x00-\x04]")
 def _header_end(buf: bytearray) -> int:
     """Where the header block ends (after its blank line, CRLF or bare LF), or -1. Two substring
     searches instead of a regex: the first line break followed by another one."""
-    crlf, lf = buf.find(b"\n\r\n"), buf.find(b"\n\n")
-    if crlf >= 0 and (lf < 0 or crlf < lf):
-        return crlf + 3
+    crlf = buf.find(b"\n\r\n")
+    if crlf >= 0:  # a bare-LF blank line can only come first if it is before this one: search no further
+        lf = buf.find(b"\n\n", 0, crlf + 1)
+        return lf + 2 if lf >= 0 else crlf + 3
+    lf = buf.find(b"\n\n")
     return lf + 2 if lf >= 0 else -1
 
 
@@ -61,8 +63,20 @@ class HttpParser:
     # --------------------------------------------------------------------------------- input
 
     def feed(self, data: bytes) -> None:
-        if self.state == "done":
+        state = self.state
+        if state == "done":
             return
+        if state == "length" and not self.buf:
+            # The rest of a body, segment after segment: straight into the body, not through the buffer.
+            take = min(self.remaining, len(data))
+            self._body(data if take == len(data) else data[:take])
+            self.remaining -= take
+            if self.remaining:
+                return
+            self._finish()
+            data = data[take:]
+            if not data:
+                return
         self.buf += data
         self._run()
 
@@ -121,7 +135,7 @@ class HttpParser:
                     return
             elif self.state == "length":
                 take = min(self.remaining, len(self.buf))
-                self._body(bytes(self.buf[:take]))
+                self._body(self.buf[:take])
                 del self.buf[:take]
                 self.remaining -= take
                 if self.remaining:
@@ -240,7 +254,7 @@ class HttpParser:
         self.state = "resync"
         return True
 
-    def _body(self, data: bytes) -> None:
+    def _body(self, data: bytes | bytearray) -> None:
         room = self.max_bytes - len(self.head) - len(self.body)
         if len(data) > room:
             data = data[: max(room, 0)]
@@ -253,7 +267,7 @@ class HttpParser:
         tx = self.current
         if tx is None:
             return
-        tx.raw = _rebuild(self.head, bytes(self.body))
+        tx.raw = _rebuild(self.head, self.body)
         self.current = None
         self.body = bytearray()
         self.state = "head" if self.state != "tunnel" else "tunnel"
@@ -287,7 +301,7 @@ def _url(target: str, headers: dict[str, str], server: str) -> str:
     return f"http://{target}" if target else f"http://{host}/"
 
 
-def _rebuild(head: bytes, body: bytes) -> bytes:
+def _rebuild(head: bytes, body: bytes | bytearray) -> bytes:
     """The request as the inspector should read it: a chunked body is de-chunked and the framing headers
     rewritten, so that extraction sees one plain body."""
     if b"chunked" not in head.lower():
