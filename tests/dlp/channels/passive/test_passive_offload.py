@@ -106,8 +106,10 @@ def test_bench_reports_workers_and_inline_side_by_side():
     assert result["dlp"]["workers"] == 2 and result["dlp_inline"]["workers"] == 0
     assert result["dlp"]["findings"] == result["dlp_inline"]["findings"]
     assert result["dlp"]["worker_cpu_seconds"] > 0
+    assert result["dlp"]["main_cpu_seconds_per_100k_packets"] == pytest.approx(
+        result["dlp"]["main_cpu_seconds"] * 100_000 / result["dlp"]["packets"], abs=0.002)
     text = bench.format_text(result)
-    assert "2 inspection workers" in text and "same process" in text
+    assert "2 inspection workers" in text and "same process" in text and "per 100k packets" in text
 
 
 class _HangsOnSecret(Inspector):
