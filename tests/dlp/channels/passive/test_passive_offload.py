@@ -107,7 +107,7 @@ def test_bench_reports_workers_and_inline_side_by_side():
     assert result["dlp"]["findings"] == result["dlp_inline"]["findings"]
     assert result["dlp"]["worker_cpu_seconds"] > 0
     assert result["dlp"]["main_cpu_seconds_per_100k_packets"] == pytest.approx(
-        result["dlp"]["main_cpu_seconds"] * 100_000 / result["dlp"]["packets"], abs=0.002)
+        result["dlp"]["main_cpu_seconds"] * 100_000 / result["dlp"]["packets"], rel=0.05, abs=0.05)
     text = bench.format_text(result)
     assert "2 inspection workers" in text and "same process" in text and "per 100k packets" in text
 
