@@ -32,8 +32,9 @@ IBAN_LENGTHS = {
     "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
     "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }
-# Candidate: country, check digits, then 10-30 alphanumerics with single spaces allowed between them.
-IBAN_RUN = r"\b[A-Za-z]{2}[0-9]{2}(?: ?[A-Za-z0-9]){10,30}"
+# Candidate: country, check digits and the first character of the BBAN (a space allowed before it); the
+# validator reads the rest, alphanumerics with single spaces allowed between them.
+IBAN_START = r"\b[A-Za-z]{2}[0-9]{2} ?[A-Za-z0-9]"
 ABA_CONTEXT = ("routing", "aba", "rtn", "transit", "abartn", "routing#", "r/t")
 ACCOUNT_CONTEXT = ("account", "acct", "a/c", "checking", "savings", "bank", "deposit", "acc no", "acc#",
                    "acc. no")
@@ -64,33 +65,39 @@ class IbanDetector(Detector):
     entities = ("IBAN_CODE",)
 
     def patterns(self) -> list[Pattern]:
-        return [Pattern("iban", IBAN_RUN)]
+        return [Pattern("iban", IBAN_START, som=False)]
 
     def validate(self, text: ScanText, key: str, start: int, end: int) -> Iterable[Match]:
         t = text.text
+        # IBAN_START is reported without its start (much cheaper for Hyperscan): the match is five
+        # characters long, six with a space after the check digits.
+        start = end - 6 if t[end - 2] == " " else end - 5
         country = t[start : start + 2].upper()
         length = IBAN_LENGTHS.get(country)
         if length is None:
             return
-        # The span holds alphanumerics with single spaces between them (IBAN_RUN): walk its space-split
-        # pieces to the `length`-th character rather than building a match object per character.
-        stop, need, pieces = start, length, []
-        for piece in t[start:end].split(" "):
-            if len(piece) >= need:
-                pieces.append(piece[:need])
-                stop += need
-                need = 0
-                break
-            pieces.append(piece)
-            need -= len(piece)
-            stop += len(piece) + 1
-        if need:
-            return
-        if stop < len(t) and t[stop].isalnum():
+        # The rest as people write it: letters and digits with single spaces between them, up to the
+        # country's length.
+        chars = [t[start : start + 4]]
+        need, i, size = length - 4, start + 4, len(t)
+        while need:
+            if i < size and t[i] == " ":
+                i += 1
+            if i >= size or not _alphanumeric(t[i]):
+                return
+            chars.append(t[i])
+            need -= 1
+            i += 1
+        if i < size and t[i].isalnum():
             return  # the candidate runs on: part of a longer token, not this IBAN
-        iban = "".join(pieces).upper()
+        iban = "".join(chars).upper()
         if iban_ok(iban):
-            yield Match("IBAN_CODE", start, stop, 1.0, iban, self.name, country)
+            yield Match("IBAN_CODE", start, i, 1.0, iban, self.name, country)
+
+
+def _alphanumeric(ch: str) -> bool:
+    c = ord(ch)
+    return 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122
 
 
 class AbaRoutingDetector(Detector):

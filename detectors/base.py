@@ -324,7 +324,8 @@ class DetectorSet:
             append((pid, start, end))
 
         assert self._db is not None
-        self._db.scan(data, match_event_handler=on_match, scratch=self._scratch())
+        # Positional arguments: the extension looks each keyword up by name, a tenth of the scan's cost.
+        self._db.scan(data, on_match, 0, None, self._scratch())
         word_reports: list[tuple[int, int, int]] = []
         if self._word_lists and reports:
             reports.sort()

@@ -62,3 +62,12 @@ def test_aba(engine, text, should_flag):
 ])
 def test_us_bank_number(engine, text, should_flag):
     assert bool(found(engine, text, "US_BANK_NUMBER")) == should_flag
+
+
+def test_two_ibans_a_few_words_apart_are_both_found(engine):
+    """The letters and digits after one IBAN may look like the rest of it ("... 8 Refund to IBAN PL11"):
+    the second IBAN is still read from its own start."""
+    text = ("Bank details: CH60 1358 8654 1798 2346 8 Refund to IBAN PL11 7590 3312 1025 5723 4567 5878 please. "
+            "Or NL74KCII1068945106 Refund to IBAN DE85 4469 6787 9142 6094 43 please.")
+    values = {h.value for h in found(engine, text, "IBAN_CODE")}
+    assert {"PL11759033121025572345675878", "DE85446967879142609443"} <= values
