@@ -286,15 +286,56 @@ _MONTH_THEN_NUMBER = re.compile(
 
 def _names_a_month(lower: str) -> bool:
     """Whether a month name followed by a number may occur: a date with a month name needs one."""
-    return _MONTH_THEN_NUMBER.search(lower) is not None
+    if not lower.isascii():
+        return _MONTH_THEN_NUMBER.search(lower) is not None
+    # ASCII: the same test from the places where letters, an optional "." and ",", then a space or a
+    # hyphen and a digit meet (found with str.find over the character classes, in C), each checked for
+    # a month's first three letters followed by at most six more letters.
+    classes = lower.encode().translate(_DATE_CLASSES).decode()
+    for joint in _LETTERS_THEN_NUMBER:
+        at = classes.find(joint)
+        while at >= 0:
+            tail = lower[max(0, at - 8):at + 1]  # the last nine letters at most, up to the joint's letter
+            for month in _MONTH_PREFIXES:
+                i = tail.rfind(month)
+                if i >= 0 and tail[i:].isalpha():
+                    return True
+            at = classes.find(joint, at + 1)
+    return False
+
+
+# Character classes of ASCII text for the date tests: letters "a", digits "0", space and hyphen " ",
+# "." "/" and "," themselves, anything else "#".
+_DATE_CLASSES = bytes(
+    97 if i < 128 and chr(i).isalpha() else 48 if 48 <= i <= 57 else 32 if i in (32, 45) else i if i in (44, 46, 47)
+    else 35 for i in range(256))
+_LETTERS_THEN_NUMBER = ("a 0", "a. 0", "a, 0", "a., 0")
+_MONTH_PREFIXES = tuple(name[:3] for name in _MONTH_NAMES)
+
+
+def _first_numeric_date_middle(text: str) -> int:
+    """Where the first middle of a numeric date (separator, one or two digits, separator, digit) is,
+    or -1: found with str.find over the character classes of ASCII text, by the regex otherwise."""
+    if not text.isascii():
+        m = _NUMERIC_DATE_MIDDLE.search(text)
+        return m.start() if m else -1
+    classes = text.encode().translate(_DATE_MIDDLE_CLASSES).decode()
+    found = [i for i in (classes.find("/0/0"), classes.find("/00/0")) if i >= 0]
+    return min(found) if found else -1
+
+
+_DATE_MIDDLE_CLASSES = bytes(48 if 48 <= i <= 57 else 47 if i in (45, 46, 47) else 35 for i in range(256))
 
 
 def text_dates(text: str, lower: str | None = None) -> list[tuple[str, int, int]]:
     """ISO forms of every date-looking span in normalised text, with its span (`lower`: the text
     lowercased, when the caller has it)."""
     out: list[tuple[str, int, int]] = []
-    if _NUMERIC_DATE_MIDDLE.search(text):  # a quick necessary condition: most texts hold no numeric date
-        for m in _NUMERIC_DATE.finditer(text):
+    middle = _first_numeric_date_middle(text)  # a quick necessary condition: most texts hold no numeric date
+    if middle >= 0:
+        # No date starts more than four digits before the first middle, and the pattern has no
+        # look-behind: scanning from there finds what scanning from the start would.
+        for m in _NUMERIC_DATE.finditer(text, max(0, middle - 4)):
             for d in date_readings(*m.groups()):
                 out.append((d.isoformat(), m.start(), m.end()))
     if not _names_a_month(lower if lower is not None else text.lower()):

@@ -67,3 +67,32 @@ def test_number_values_and_spans_are_those_of_the_groups(text):
     numbers = Candidates(runs.view.text, runs.view, wanted, runs.spans).numbers
     assert values == [(d, plus) for d, _s, _e, plus in numbers] and values
     assert [cand.number_span(k) for k in range(len(values))] == [(s, e) for _d, s, e, _p in numbers]
+
+
+def _dates_by_regex(text: str) -> list[tuple[str, int, int]]:
+    """text_dates as the plain patterns give it (no shortcut)."""
+    from dlp.edm import normalize as nz
+
+    out = [(d.isoformat(), m.start(), m.end()) for m in nz._NUMERIC_DATE.finditer(text)
+           for d in nz.date_readings(*m.groups())]
+    for pattern, day_group, month_group in ((nz._TEXT_DATE_DMY, 1, 2), (nz._TEXT_DATE_MDY, 2, 1)):
+        for m in pattern.finditer(text):
+            month = nz._month(m.group(month_group))
+            if month and (d := nz._safe_date(int(m.group(3)), month, int(m.group(day_group)))):
+                out.append((d.isoformat(), m.start(), m.end()))
+    return out
+
+
+def test_date_shortcuts_find_what_the_patterns_find():
+    from dlp.edm import normalize as nz
+
+    rng = random.Random(13)
+    pieces = ["jan", "March", "sept", "may", "xmar", "summary", "Dec", ".", ",", " ", "-", "/", "1", "12", "2024",
+              "1985", "03", "a", "z", "\n", "_", "é", "5th", "mayo", "31"]
+    for _ in range(40_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        lower = text.lower()
+        assert nz._names_a_month(lower) == (nz._MONTH_THEN_NUMBER.search(lower) is not None), text
+        middle = nz._NUMERIC_DATE_MIDDLE.search(text)
+        assert nz._first_numeric_date_middle(text) == (middle.start() if middle else -1), text
+        assert nz.text_dates(text, lower) == _dates_by_regex(text), text
