@@ -78,11 +78,12 @@ class ZipMember:
 def extract_zip(data: bytes, where: Where, budget: Budget) -> None:
     from dlp.extract import documents
 
-    names = set(open_zip(data).namelist())
+    archive = open_zip(data)
+    names = set(archive.namelist())
     if documents.is_office_package(names):
-        documents.extract_office_package(data, names, where, budget)
+        documents.extract_office_package(data, names, where, budget, archive)
         return
-    for member in iter_zip(data, where, budget):  # iter_zip has scanned the member's name
+    for member in iter_zip(data, where, budget, archive=archive):  # iter_zip has scanned the member's name
         location = f"{where.location}/{label(member.name)}"
         extract_bytes(member.data, where.child(location, archive=1), budget, name=member.name)
 
@@ -94,10 +95,11 @@ def open_zip(data: bytes) -> zipfile.ZipFile:
         raise DecodeError("not a readable zip archive") from exc
 
 
-def iter_zip(data: bytes, where: Where, budget: Budget, *, wanted: frozenset[str] | None = None) -> Iterator[ZipMember]:
+def iter_zip(data: bytes, where: Where, budget: Budget, *, wanted: frozenset[str] | None = None,
+             archive: zipfile.ZipFile | None = None) -> Iterator[ZipMember]:
     """Every readable member, in order, within the caps. Unreadable members are recorded at their own
     location; structural problems (overlaps, header disagreements) at the archive's."""
-    archive = open_zip(data)
+    archive = archive or open_zip(data)
     infos = archive.infolist()
     problem = check_zip_structure(data, infos)
     if problem is not None:
@@ -163,7 +165,10 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: Budget
         return decompress.drain(chunks(), budget)
 
 
-_INFLATE_STEP = 4 * decompress.CHUNK  # output per step: the caps are checked between steps
+# Output per step; the caps (ratio, sizes, time) are checked between steps. Large enough that a typical
+# member comes out in one piece (no joining, no re-copied input tail), small enough to bound what a
+# bomb produces before the ratio check stops it.
+_INFLATE_STEP = 4 * 1024 * 1024
 
 
 def _inflate_member(data: bytes, info: zipfile.ZipInfo, budget: Budget) -> bytes:

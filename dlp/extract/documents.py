@@ -10,6 +10,7 @@ import posixpath
 import re
 import struct
 import threading
+import zipfile
 import zlib
 from typing import Any
 
@@ -57,12 +58,13 @@ def is_office_package(names: set[str]) -> bool:
     return "[Content_Types].xml" in names or ("mimetype" in names and "content.xml" in names)
 
 
-def extract_office_package(data: bytes, names: set[str], where: Where, budget: Budget) -> None:
+def extract_office_package(data: bytes, names: set[str], where: Where, budget: Budget,
+                           archive: zipfile.ZipFile | None = None) -> None:
     wanted = frozenset(
         n for n in names
         if _EMBEDDED.search(n) or (_TEXT_MEMBER.search(n) and not _NOISE_XML.search(n)) or n == _WORKBOOK_RELS
     )
-    members = {m.name: m.data for m in iter_zip(data, where, budget, wanted=wanted)}
+    members = {m.name: m.data for m in iter_zip(data, where, budget, wanted=wanted, archive=archive)}
     if "xl/workbook.xml" in members:
         _xlsx(members, where, budget)
     for name in sorted(members, key=_natural):

@@ -85,6 +85,14 @@ def find_all(array: np.ndarray, literal: bytes) -> np.ndarray:
     return found
 
 
+def _followed(array: np.ndarray, found: np.ndarray, literal: bytes) -> np.ndarray:
+    """The positions among `found` (where literal's first two bytes stand) where all of it stands."""
+    found = found[found <= len(array) - len(literal)]
+    for offset, value in enumerate(literal[2:], start=2):
+        found = found[array[found + offset] == value]
+    return found
+
+
 def matches(array: np.ndarray, positions: np.ndarray, literal: bytes) -> np.ndarray:
     """Whether `literal` stands at each position."""
     positions = np.minimum(positions, len(array) - len(literal))
@@ -259,18 +267,33 @@ class FastSheets:
         array = np.frombuffer(xml + b"\0" * 16, np.uint8)
         size = len(xml)
         body = array[:size]
-        angle = body == 60
-        if np.count_nonzero(angle) != np.count_nonzero(body == 62):
+        # Byte masks go through two scratch buffers: a fresh 1.5 MB temporary per step cost more in page
+        # faults than the comparisons themselves.
+        angle = np.equal(body, 60)
+        scratch = np.empty(size, bool)
+        if np.count_nonzero(angle) != np.count_nonzero(np.equal(body, 62, out=scratch)):
             return None
         # Every text node ("X" in ">X") must be a value, but for whitespace outside the root.
-        texts = np.flatnonzero((body[:-1] == 62) & ~angle[1:]) + 1
-        values = find_all(body, b"<v>") + 3
-        ends = find_all(body, b"</v></c>")
+        pair = scratch[: size - 1]
+        np.logical_and(pair, ~angle[1:], out=pair)
+        texts = np.flatnonzero(pair) + 1
+        np.equal(body[1:], 118, out=pair)
+        np.logical_and(pair, angle[:-1], out=pair)
+        values = _followed(body, np.flatnonzero(pair), b"<v>") + 3
+        np.equal(body[1:], 47, out=pair)
+        np.logical_and(pair, angle[:-1], out=pair)
+        closing = np.flatnonzero(pair)  # every "</"
+        ends = _followed(body, closing, b"</v></c>")
         if len(ends) != len(values) or not len(values) or not (values <= ends).all() or not (
                 ends[:-1] < values[1:] - 3).all():
             return None
-        if np.count_nonzero(angle[:-3] & (body[1:-2] == 47) & (body[2:-1] == 99) & (body[3:] == 62)) != len(values):
+        if len(_followed(body, closing, b"</c>")) != len(values):
             return None  # a cell closed with no value (inline string, empty pair)
+        row_ends = _followed(body, closing, b"</row>")
+        np.equal(body[:-1], 47, out=pair)
+        np.logical_and(pair, np.equal(body[1:], 62), out=pair)
+        closers = np.flatnonzero(pair)  # every "/>"
+        del scratch, pair, angle
         lengths = ends - values
         spot = np.searchsorted(values, texts)
         is_value = (spot < len(values)) & (values[np.minimum(spot, len(values) - 1)] == texts)
@@ -292,11 +315,9 @@ class FastSheets:
         if len(others):
             shared[others] = _shared_type_before(array, values[others] - 4)
         # Empty cells and rows: self-closing tags, read back to their "<".
-        closers = np.flatnonzero((body[:-1] == 47) & (body[1:] == 62))
         starts = _tag_starts(array, closers)
         empty_cells = starts[matches(array, starts + 1, b"c") & _any_of(array[starts + 2], b" /\t\r\n")]
         empty_rows = starts[matches(array, starts + 1, b"row") & _any_of(array[starts + 4], b" /\t\r\n")]
-        row_ends = find_all(body, b"</row>")
         # Segments in document order: loose text, each value then its tab, empty cells' tabs, rows' breaks.
         base = size + len(SEPARATOR_BYTES)
         value_starts, value_lengths = values.copy(), lengths.copy()

@@ -258,17 +258,32 @@ def scan_tags(data: bytes) -> Tags | None:
     return Tags(array, np.frombuffer(padded, "<u8"), len(data), lt, gt)
 
 
+_GATHER_PIECE = 1 << 16  # output bytes per indexed copy: its index array (8 bytes an entry) stays in reused memory
+
+
 def gather(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> bytes:
-    """The concatenation of source[start : start + length] for each segment, in one indexed copy."""
+    """The concatenation of source[start : start + length] for each segment. An indexed copy, in pieces:
+    one index array for the whole output costs more in page faults than the copying itself."""
     keep = lengths > 0
-    starts, lengths = starts[keep], lengths[keep]
-    total = int(lengths.sum())
+    if not keep.all():
+        starts, lengths = starts[keep], lengths[keep]
+    ends = np.cumsum(lengths)
+    total = int(ends[-1]) if len(ends) else 0
     if not total:
         return b""
-    ends = np.cumsum(lengths)
-    index = np.repeat(starts - (ends - lengths), lengths)
-    index += np.arange(total, dtype=index.dtype)
-    return source[index].tobytes()
+    pieces = []
+    cuts = np.searchsorted(ends, np.arange(_GATHER_PIECE, total + _GATHER_PIECE, _GATHER_PIECE), "left") + 1
+    first = 0
+    for last in np.minimum(cuts, len(ends)).tolist():
+        if last <= first:
+            continue
+        piece_lengths = lengths[first:last]
+        offset = int(ends[first - 1]) if first else 0
+        index = np.repeat(starts[first:last] - (ends[first:last] - piece_lengths - offset), piece_lengths)
+        index += np.arange(len(index), dtype=index.dtype)
+        pieces.append(source[index].tobytes())
+        first = last
+    return b"".join(pieces)
 
 
 def interleave(first: np.ndarray, second: np.ndarray) -> np.ndarray:
