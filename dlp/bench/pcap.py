@@ -120,7 +120,8 @@ def _ours(path: Path, data_dir: str, workers: int) -> dict[str, Any]:
     pool = offload.OrderedInspections(inspector, workers) if workers >= 0 and offload.available() else None
     if pool is not None:
         pool.start()
-    monitor = Monitor(inspector, value_id_key(settings.data_path), settings.passive, offload=pool)
+    monitor = Monitor(inspector, value_id_key(settings.data_path), settings.passive, offload=pool,
+                      message_metrics=False)  # as `dlp pcap`, which serves no metrics
     try:
         with Capture(path) as capture:
             monitor.feed(capture)

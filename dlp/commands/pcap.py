@@ -230,8 +230,10 @@ def run_pcap(args: argparse.Namespace) -> int:
                 unreadable = True
                 continue
             source = str(path)
+            # An offline run serves no metrics: per-message Prometheus updates would be read by nobody.
             monitor = Monitor(inspector, key, settings.passive, recorder=recorder,
-                              on_result=lambda r, source=source: output.result(source, r), offload=pool)
+                              on_result=lambda r, source=source: output.result(source, r), offload=pool,
+                              message_metrics=False)
             started = time.perf_counter()
 
             def progress(n: int, name: str = Path(path).name, capture: Capture = capture,

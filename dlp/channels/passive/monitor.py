@@ -64,8 +64,11 @@ Recorder = Callable[[Message, Verdict], None]
 class Monitor:
     def __init__(self, inspector: Inspector, value_key: bytes, settings: PassiveSettings | None = None, *,
                  recorder: Recorder | None = None, on_result: Callable[[Result], None] | None = None,
-                 offload: OrderedInspections | None = None) -> None:
+                 offload: OrderedInspections | None = None, message_metrics: bool = True) -> None:
         settings = settings or PassiveSettings()
+        # Per-message Prometheus updates (dlp.pipeline.count) cost several lock round trips per transaction;
+        # `dlp pcap` exposes no metrics, so it turns them off. Capture-level metrics are always kept.
+        self.message_metrics = message_metrics
         self.inspector = inspector
         self._key = value_key
         self.recorder = recorder
@@ -183,7 +186,8 @@ class Monitor:
         """Everything after content inspection, in transaction order: verdict, counts, incident, output."""
         stats = self.stats
         verdict = self.conclude(message, tx, content)
-        count(message, verdict, seconds)
+        if self.message_metrics:
+            count(message, verdict, seconds)
         if tx.raw:
             stats.transactions += 1
             stats.inspected_bytes += len(tx.raw)

@@ -170,3 +170,28 @@ def test_real_wget_yields_its_get(tmp_path, capsys):
     assert [(r["envelope"]["method"], r["envelope"]["destination"]) for r in records] == [
         ("GET", "http://packetlife.net/images/layout/logo.png")]
     assert code == 0
+
+
+def _passive_messages() -> float:
+    from prometheus_client import REGISTRY
+
+    return sum(REGISTRY.get_sample_value("dlp_messages_total", {"channel": "passive", "action": action}) or 0.0
+               for action in ("pass", "alert", "quarantine", "block"))
+
+
+def test_offline_runs_skip_per_message_metrics_the_live_monitor_counts_them(tmp_path, capsys, passive_env):
+    """`dlp pcap` serves no metrics, so it does not pay for per-message updates; the Monitor `dlp sniff`
+    builds (the default) counts every transaction."""
+    from dlp.channels.passive.monitor import Monitor
+    from dlp.channels.passive.reader import Capture
+
+    before = _passive_messages()
+    code, _out, err = _run(capsys, "--data-dir", str(tmp_path), "--no-record", str(PCAPS / "demo.pcap"))
+    assert code == 1, err
+    assert _passive_messages() == before
+    inspector, key = passive_env
+    monitor = Monitor(inspector, key)
+    with Capture(PCAPS / "demo.pcap") as capture:
+        monitor.feed(capture)
+    stats = monitor.finish()
+    assert stats.transactions >= 2 and _passive_messages() >= before + stats.transactions
