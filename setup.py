@@ -1,7 +1,7 @@
 """Compiles the detection hot path with mypyc; everything else about the package is in pyproject.toml.
 
 The modules below are ordinary, typed Python. mypyc turns them into C extension modules, which run
-the same code about 1.6 times as fast (`dlp bench core` prints which one ran). Without a C compiler or
+the same code more than twice as fast (`dlp bench core` prints which one ran). Without a C compiler or
 mypyc the build goes on and the modules run as plain Python: slower, same results
 (tests/detectors/test_compiled.py checks both).
 """
