@@ -57,6 +57,9 @@ def record_label(matcher: Matcher, fields: tuple[int, ...]) -> str:
     return f"{matcher.client}: {'+'.join(types)}"
 
 
+_LABELS_KEPT = 4096  # labels depend only on the client and the field indexes: a handful per client
+
+
 class CustomerRecordDetector(Detector):
     name = "customer_record"
     entities = (ENTITY,)
@@ -73,6 +76,7 @@ class CustomerRecordDetector(Detector):
         seed_kinds = frozenset().union(*(m.seed_kinds for m in self.matchers))
         self._quick_exit = self._shared_runs and seed_kinds <= {DIGITS, PHONE, EMAIL}
         self._email_seeds = EMAIL in seed_kinds
+        self._labels: dict[tuple[str, tuple[int, ...]], str] = {}
 
     def patterns(self) -> list[Pattern]:
         return [Pattern("run", NUMBER_RUN)] if self._shared_runs else []
@@ -112,6 +116,15 @@ class CustomerRecordDetector(Detector):
                     score=score,
                     value=f"{matcher.client}:{found.fingerprint:016x}",
                     detector=self.name,
-                    label=record_label(matcher, found.fields),
+                    label=self._label(matcher, found.fields),
                 ))
         return out
+
+    def _label(self, matcher: Matcher, fields: tuple[int, ...]) -> str:
+        key = (matcher.client, fields)
+        label = self._labels.get(key)
+        if label is None:
+            if len(self._labels) >= _LABELS_KEPT:
+                self._labels.clear()
+            label = self._labels[key] = record_label(matcher, fields)
+        return label

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -53,8 +53,9 @@ class Config:
     window_chars: int = 300
 
 
-@dataclass(frozen=True, slots=True)
-class RecordMatch:
+class RecordMatch(NamedTuple):
+    """One customer record found in a text (a named tuple: one is built per customer message)."""
+
     client: str
     record: int
     fingerprint: int
@@ -395,6 +396,9 @@ class Matcher:
         self._seed_digits, self._seed_phones = DIGITS in seed_kinds, PHONE in seed_kinds
         self._seed_emails = EMAIL in seed_kinds
         self._seed_kinds = [k for k in (COMPACT, DATE, WORDS) if k in seed_kinds]
+        # The second phase: the kinds of the other fields (words first: names corroborate most often).
+        self._second_kinds = [k for k in (WORDS, DIGITS, PHONE, EMAIL, DATE, COMPACT)
+                              if k in self._kinds and k not in seed_kinds]
         self._keys_count = len(index.keys)
         self._h64 = index.hasher.h64
         self._seed_filter = index.seeds
@@ -512,22 +516,27 @@ class Matcher:
             hashes.append(h64(kind, value))
             spans.append((start, end))
 
-        done: set[str] = set()
         for kind in self._seed_kinds:
-            self._candidates(kind, cand, add, done)
+            self._candidates(kind, cand, add)
 
     def _second_phase(self, cand: Candidates, seeds: list[tuple[int, int, int]], hashes: list[int],
                       spans: list[tuple[int, int] | int]) -> list[RecordMatch]:
         """The other fields of the proposed records: only their own keys matter, a dict test each, and
         only candidates inside some seed's window are hashed."""
         wanted: dict[int, list[tuple[int, int]]] = {}  # key -> [(record, field)]
-        for record in dict.fromkeys(r for r, _, _ in seeds):
+        record = low = high = -1
+        for record, start, end in seeds:
+            low, high = (start, end) if low < 0 else (min(low, start), max(high, end))
             keys, fields = self.index.record(record)
             for key, field in zip(keys, fields, strict=True):
-                wanted.setdefault(key, []).append((record, field))
+                hits = wanted.get(key)
+                if hits is None:
+                    wanted[key] = [(record, field)]
+                elif (record, field) not in hits:  # a record proposed twice (its account and its phone)
+                    hits.append((record, field))
         window = self.config.window_chars
-        low = min(s for _, s, _ in seeds) - window
-        high = max(e for _, _, e in seeds) + window
+        low -= window
+        high += window
         h64 = self._h64
 
         def add(kind: str, value: str, start: int, end: int) -> None:
@@ -535,12 +544,8 @@ class Matcher:
                 hashes.append(h64(kind, value))
                 spans.append((start, end))
 
-        done = set(self._seed_kinds)
-        done.update(k for k, seeded in ((DIGITS, self._seed_digits), (PHONE, self._seed_phones),
-                                        (EMAIL, self._seed_emails)) if seeded)
-        for kind in (WORDS, DIGITS, PHONE, EMAIL, DATE, COMPACT):
-            if kind in self._kinds:
-                self._candidates(kind, cand, add, done)
+        for kind in self._second_kinds:
+            self._candidates(kind, cand, add)
         return self._records(cand, seeds, wanted, hashes, spans)
 
     def _seeds(self, cand: Candidates, hashes: list[int], where: list[tuple[int, int] | int]
@@ -558,10 +563,7 @@ class Matcher:
             out.extend((r, start, end) for r in index.records_of(a, b))
         return out
 
-    def _candidates(self, kind: str, cand: Candidates, add, done: set[str]) -> None:  # add: (k, v, s, e) -> None
-        if kind in done:
-            return
-        done.add(kind)
+    def _candidates(self, kind: str, cand: Candidates, add) -> None:  # add: (k, v, s, e) -> None
         if kind == DIGITS:
             lengths = self._digit_lengths
             for digits, start, end, _plus in cand.numbers:

@@ -288,18 +288,16 @@ def _names_a_month(lower: str) -> bool:
     """Whether a month name followed by a number may occur: a date with a month name needs one."""
     if not lower.isascii():
         return _MONTH_THEN_NUMBER.search(lower) is not None
-    # ASCII: the same test from the places where letters, an optional "." and ",", then a space or a
-    # hyphen and a digit meet (found with str.find over the character classes, in C), each checked for
-    # a month's first three letters followed by at most six more letters.
+    # ASCII: the same pattern tried only where letters, an optional "." and ",", then a space or a
+    # hyphen and a digit meet (found with str.find over the character classes, in C), on the few
+    # characters a match there can span (at most nine letters, then the joint).
     classes = lower.encode().translate(_DATE_CLASSES).decode()
+    search = _MONTH_THEN_NUMBER.search
     for joint in _LETTERS_THEN_NUMBER:
         at = classes.find(joint)
         while at >= 0:
-            tail = lower[max(0, at - 8):at + 1]  # the last nine letters at most, up to the joint's letter
-            for month in _MONTH_PREFIXES:
-                i = tail.rfind(month)
-                if i >= 0 and tail[i:].isalpha():
-                    return True
+            if search(lower, max(0, at - 8), at + len(joint)):
+                return True
             at = classes.find(joint, at + 1)
     return False
 
@@ -310,7 +308,6 @@ _DATE_CLASSES = bytes(
     97 if i < 128 and chr(i).isalpha() else 48 if 48 <= i <= 57 else 32 if i in (32, 45) else i if i in (44, 46, 47)
     else 35 for i in range(256))
 _LETTERS_THEN_NUMBER = ("a 0", "a. 0", "a, 0", "a., 0")
-_MONTH_PREFIXES = tuple(name[:3] for name in _MONTH_NAMES)
 
 
 def _first_numeric_date_middle(text: str) -> int:
