@@ -137,3 +137,22 @@ def test_a_stuck_worker_times_its_batch_out_and_the_rest_goes_on(tmp_path, passi
     # Everything else has the inline verdict, in the inline order.
     assert [s for s, r in zip(_summary(results), results, strict=True) if r not in timed_out] == \
         [s for s, r in zip(_summary(inline), results, strict=True) if r not in timed_out]
+
+
+def test_messages_and_verdicts_cross_the_pipe_unchanged():
+    from datetime import UTC, datetime
+
+    from dlp.model import Channel, ContentKind, Envelope, Finding, Severity, Uninspected
+
+    message = Message(Channel.PASSIVE, b"POST / HTTP/1.1\r\n\r\n", ContentKind.HTTP,
+                      Envelope("a@x", ("b@y", "c@z"), "10.0.0.1:1234", "agent7", "http://h/p", "POST"),
+                      "m-1", datetime(2026, 1, 1, tzinfo=UTC), "http-post")
+    assert offload._from_wire(offload._to_wire(message)) == message
+    verdict = Verdict(Action.ALERT, Severity.HIGH, ("cards",), (
+        Finding("CREDIT_CARD", "cards", 0.9, "body", 3, 22, "****6467", "v1", "Visa", "card ****6467"),),
+        (Uninspected("attachment[1]", Reason.ENCRYPTED_ARCHIVE, "fixed text"),), "INC-1", True, Action.PASS, "http")
+    seen: dict = {}
+    for original in (verdict, Verdict(Action.PASS, enforced_action=Action.PASS, kind="http"), Reason.TIMEOUT):
+        wire = offload._outcome_to_wire(original)
+        assert offload._outcome_from_wire(wire, seen) == original
+        assert offload._outcome_from_wire(wire, seen) == original  # again, from the cache when cached
