@@ -16,9 +16,7 @@ from dlp.extract.xmltext import (
     Segments,
     Tags,
     drop_trailing_tabs,
-    exact,
     gather,
-    gather_segments,
     keys8,
     merge_segments,
     scan_tags,
@@ -157,16 +155,18 @@ def _shared_type_before(array: np.ndarray, closes: np.ndarray) -> np.ndarray:
 
 
 def _digits(array: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
-    """The decimal number at each span (1 to 9 digits and nothing else), or None."""
+    """The decimal number at each span (1 to 9 digits and nothing else), or None. Column by column: a
+    span shorter than the column re-reads its own last digit, and keeps its number."""
     if lengths.min() < 1 or lengths.max() > 9:
         return None
-    width = int(lengths.max())
-    ends = starts + lengths
-    window = array[ends[:, None] - width + np.arange(width)].astype(np.int64) - 48  # right-aligned
-    inside = np.arange(width) >= (width - lengths)[:, None]
-    if np.any(inside & ((window < 0) | (window > 9))):
-        return None
-    return np.where(inside, window, 0) @ (10 ** np.arange(width - 1, -1, -1))
+    out = np.zeros(len(starts), np.int64)
+    last = lengths - 1
+    for column in range(int(lengths.max())):
+        digit = array[starts + np.minimum(column, last)].astype(np.int64) - 48
+        if np.any((digit < 0) | (digit > 9)):
+            return None
+        out = np.where(lengths > column, out * 10 + digit, out)
+    return out
 
 
 class _Irregular(Exception):
@@ -179,6 +179,7 @@ class FastSheets:
 
     def __init__(self, blob: bytes, starts: np.ndarray, lengths: np.ndarray) -> None:
         self.blob = np.frombuffer(blob, np.uint8)
+        self.source = np.concatenate((np.frombuffer(SEPARATOR_BYTES, np.uint8), self.blob))  # as gathered from
         self.starts = starts
         self.lengths = lengths
         self.used = np.zeros(len(starts), bool)
@@ -295,13 +296,13 @@ class FastSheets:
         closers = np.flatnonzero(pair)  # every "/>"
         del scratch, pair, angle
         lengths = ends - values
-        spot = np.searchsorted(values, texts)
-        is_value = (spot < len(values)) & (values[np.minimum(spot, len(values) - 1)] == texts)
-        if np.count_nonzero(is_value) != np.count_nonzero(lengths):
-            return None  # a value holding a "<": not this shape
-        loose = texts[~is_value]
-        if len(loose) > 4:
-            return None
+        # The text nodes are the non-empty values, with at most a little whitespace before and after.
+        filled = values[lengths > 0]
+        lead = int(np.searchsorted(texts, filled[0])) if len(filled) else len(texts)
+        if lead > 2 or len(texts) - lead - len(filled) > 2 or not np.array_equal(texts[lead : lead + len(filled)],
+                                                                                  filled):
+            return None  # text outside the values (inline strings, formulas, headers) or a "<" in a value
+        loose = np.concatenate((texts[:lead], texts[lead + len(filled) :]))
         loose_ends = [xml.find(b"<", int(t)) for t in loose]
         loose_ends = [e if e >= 0 else size for e in loose_ends]
         if any(not xml[int(t) : e].isspace() for t, e in zip(loose, loose_ends, strict=True)):
@@ -342,13 +343,28 @@ class FastSheets:
                                 np.full(len(breaks), NEWLINE, np.uint8)))
         sequence = np.argsort(order, kind="stable")
         live = sequence[seg_lengths[sequence] > 0]
-        return self._finish(tidy(Segments(seg_starts[live], seg_lengths[live], kinds[live]), cell_paragraphs=False),
-                            body)
+        segments = tidy(Segments(seg_starts[live], seg_lengths[live], kinds[live]), cell_paragraphs=False)
+        loose_text = b"".join(xml[int(t) : e] for t, e in zip(loose, loose_ends, strict=True))
+        return self._finish(segments, body, loose_text.count(b"\t"), loose_text.count(b"\n"))
 
-    def _finish(self, segments: Segments, body: np.ndarray) -> str:
-        raw = gather_segments(body, segments, self.blob)
+    def _finish(self, segments: Segments, body: np.ndarray, loose_tabs: int = -1, loose_breaks: int = 0) -> str:
+        """The text of `segments`, whose starts index [body | SEPARATOR_BYTES | blob]. The body's pieces
+        are copied out first, so that the sheet is never copied whole into the gather source."""
+        size = len(body)
+        starts = segments.starts - size
+        in_body = np.flatnonzero(starts < 0)
+        if len(in_body):
+            taken = segments.lengths[in_body]
+            pieces = np.frombuffer(gather(body, segments.starts[in_body], taken), np.uint8)
+            starts[in_body] = len(self.source) + np.cumsum(taken) - taken
+            source = np.concatenate((self.source, pieces))
+        else:
+            source = self.source
+        raw = gather(source, starts, segments.lengths)
         text = raw.decode("utf-8", "replace")
-        if not exact(raw, segments):
+        kinds = segments.kinds
+        if loose_tabs < 0 or raw.count(b"\t") != np.count_nonzero(kinds == TAB) + loose_tabs or raw.count(
+                b"\n") != np.count_nonzero(kinds == NEWLINE) + loose_breaks:
             # Text with tabs or line breaks of its own (the one after the XML declaration, at least).
             # Dropping tabs before a line break does not depend on which went first, so the string
             # rule after the separators' gives what it gives on the whole text.
@@ -400,7 +416,7 @@ class FastSheets:
             starts[shared + 1] = tags.size + len(SEPARATOR_BYTES) + self.starts[index]
             lengths[shared + 1] = np.where(known, self.lengths[index], 0)
         segments = tidy(merge_segments(starts, lengths, codes, tags.size), cell_paragraphs=False)
-        return self._finish(segments, tags.array[: tags.size])
+        return self._finish(segments, tags.array[: tags.size])  # exactness unknown: the string rule checks
 
     @staticmethod
     def _in_shared_cell(tags: Tags, b1: np.ndarray, b2: np.ndarray, last: np.ndarray,

@@ -380,14 +380,20 @@ def tidy(segments: Segments, *, cell_paragraphs: bool) -> Segments:
         segments = Segments(segments.starts[keep], segments.lengths[keep], kinds[keep])
         kinds = segments.kinds
         keep = np.ones(len(kinds), bool)
-    not_tab = np.flatnonzero(kinds != TAB)
     tab = np.flatnonzero(kinds == TAB)
     if not len(tab):
         return segments
-    following = np.searchsorted(not_tab, tab)  # the first segment after each tab that is not a tab
-    ends_run = following < len(not_tab)
-    dropped = tab[ends_run][kinds[not_tab[following[ends_run]]] == NEWLINE]
-    keep[dropped] = False
+    after = np.zeros(len(tab), np.uint8)  # the kind of the segment after each tab (0 at the end: text-like)
+    inside = tab + 1 < len(kinds)
+    after[inside] = kinds[tab[inside] + 1]
+    dropped = after == NEWLINE
+    chained = np.flatnonzero(after == TAB)
+    if len(chained):  # runs of tabs: what follows the run decides
+        not_tab = np.flatnonzero(kinds != TAB)
+        following = np.searchsorted(not_tab, tab[chained])
+        ends_run = following < len(not_tab)
+        dropped[chained[ends_run]] = kinds[not_tab[following[ends_run]]] == NEWLINE
+    keep[tab[dropped]] = False
     return Segments(segments.starts[keep], segments.lengths[keep], kinds[keep])
 
 
@@ -436,10 +442,13 @@ def _fast_markup(data: bytes) -> tuple[bytes, bool] | None:
 def _drop_prolog_space(data: bytes, tags: Tags, lengths: np.ndarray) -> None:
     """The line breaks between the XML declaration (or a doctype) and the root: the result is stripped
     anyway, and left in they would make every part look as if its text held line breaks of its own."""
+    if data[: int(tags.lt[0])].strip():
+        return  # text before the first tag: what follows is not at the start of the result
     for index in range(min(len(tags.lt), 4)):
         start = int(tags.lt[index])
         if data[start + 1 : start + 2] not in (b"?", b"!"):
             return
         end = start + int(lengths[index + 1]) + int(tags.gt[index] - start) + 1
-        if data[int(tags.gt[index]) + 1 : end].isspace():
-            lengths[index + 1] = 0
+        if not data[int(tags.gt[index]) + 1 : end].isspace():
+            return  # text: from here on the result has begun
+        lengths[index + 1] = 0
