@@ -191,6 +191,23 @@ def _number_windows(shape: str, wanted: frozenset[int] | None) -> tuple[tuple[in
     return tuple(windows)
 
 
+def phone_rules(phone: PhoneRegion, indexed: frozenset[int]
+                ) -> tuple[dict[int, tuple[bool, bool, bool, bool]], frozenset[int], frozenset[int]]:
+    """Per digit count, which readings of PhoneRegion.candidates (international prefix, national prefix,
+    country code, national) can give an E.164 number of an indexed length; and the digit counts (7..15)
+    with such a reading, written without a "+" and with one (the number itself, or without a trunk 0)."""
+    cc, prefix = len(phone.country_code), len(phone.national_prefix)
+    national = phone.national_lengths
+    rules = {
+        n: (any(8 <= n - len(p) <= 15 and n - len(p) + 1 in indexed for p in phone.international_prefixes),
+            bool(prefix) and n - prefix in national and cc + n - prefix + 1 in indexed,
+            n - cc in national and n + 1 in indexed, n in national and cc + n + 1 in indexed)
+        for n in range(_MAX_NUMBER_DIGITS + 1)}
+    viable = frozenset(n for n in range(7, 16) if any(rules[n]))
+    viable_plus = frozenset(n for n in range(7, 16) if {n, n + 1} & indexed)
+    return rules, viable, viable_plus
+
+
 class RunSource(Protocol):
     """The engine's view of a text (detectors.base.ScanText): the layouts and digit groups of the number
     runs its shared Hyperscan pass found, computed once for every numeric detector."""
@@ -376,18 +393,8 @@ class Matcher:
         lengths = index.header.get("lengths") or {}
         self._digit_lengths = frozenset(lengths.get(DIGITS, range(MIN_DIGITS, _MAX_NUMBER_DIGITS + 1)))
         self._phone_lengths = frozenset(lengths.get(PHONE, range(8, 17)))
-        # Digit counts (7..15) that some reading of PhoneRegion.candidates turns into an indexed length.
-        cc, prefix = len(self.phone.country_code), len(self.phone.national_prefix)
-        self._phone_digit_counts = frozenset(
-            n for n in range(7, 16)
-            if {n + 1, n, cc + n + 1, n - prefix + cc + 1} & self._phone_lengths
-            or any(n - len(p) + 1 in self._phone_lengths for p in self.phone.international_prefixes))
-        # Per digit count: which readings of PhoneRegion.candidates can give an indexed length (intl, prefix,
-        # country code, national), so that `_phone_readings` builds only those.
-        national, indexed = self.phone.national_lengths, self._phone_lengths
-        self._phone_rules = {n: (True, bool(prefix) and n - prefix in national and cc + n - prefix + 1 in indexed,
-                                 n - cc in national and n + 1 in indexed, n in national and cc + n + 1 in indexed)
-                             for n in range(_MAX_NUMBER_DIGITS + 1)}
+        self._phone_rules, self._phone_viable, self._phone_viable_plus = phone_rules(self.phone, self._phone_lengths)
+        self._phone_digit_counts = self._phone_viable | self._phone_viable_plus
         # Digit counts this client ever looks up; under seven, the engine's shared number runs miss some.
         self.number_counts = (self._digit_lengths if DIGITS in self._kinds else frozenset()) | (
             self._phone_digit_counts if PHONE in self._kinds else frozenset())
@@ -417,7 +424,7 @@ class Matcher:
         if plus:
             return [e for e in self.phone.candidates(digits, True) if len(e) in lengths]
         n = len(digits)
-        intl_ok, prefix_ok, cc_ok, national_ok = self._phone_rules[n]
+        intl_ok, prefix_ok, cc_ok, national_ok = self._phone_rules[n]  # precomputed per digit count
         out = []
         if intl_ok:
             for intl in self.phone.international_prefixes:
@@ -484,9 +491,9 @@ class Matcher:
                     hashes.append(h64(DIGITS, digits))
                     where.append(k)
         if numbers and self._seed_phones:
-            viable, readings = self._phone_digit_counts, self._phone_readings
+            viable, viable_plus, readings = self._phone_viable, self._phone_viable_plus, self._phone_readings
             for k, (digits, plus) in enumerate(numbers):
-                if len(digits) in viable:
+                if len(digits) in (viable_plus if plus else viable):
                     for e164 in readings(digits, plus):
                         hashes.append(h64(PHONE, e164))
                         where.append(k)
@@ -570,9 +577,9 @@ class Matcher:
                 if len(digits) in lengths:
                     add(DIGITS, digits, start, end)
         elif kind == PHONE:
-            viable = self._phone_digit_counts
+            viable, viable_plus = self._phone_viable, self._phone_viable_plus
             for digits, start, end, plus in cand.numbers:
-                if len(digits) in viable:
+                if len(digits) in (viable_plus if plus else viable):
                     for e164 in self._phone_readings(digits, plus):
                         add(PHONE, e164, start, end)
         elif kind == EMAIL:
