@@ -52,35 +52,36 @@ _WINDOW = 256  # longest cell tag searched for t="s" in the middle; a longer one
 
 def _has_shared_type(tags: Tags, owners: np.ndarray) -> np.ndarray:
     """Whether each of these tags carries t="s" / t='s' after a space, anywhere in it."""
-    lt, gt = tags.lt[owners], tags.gt[owners]
-    width = int((gt - lt).max()) + 1
-    if width > _WINDOW:
+    return _shared_attribute(tags.array, tags.lt[owners], tags.gt[owners])
+
+
+_ROWS = 4096  # tags searched per window block: a block's index array stays under 8 MB
+
+
+def _shared_attribute(array: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Whether the tag from each start ("<") to its end (">") holds t="s" or t='s' after a space."""
+    out = np.zeros(len(starts), bool)
+    if not len(starts):
+        return out
+    if int((ends - starts).max()) + 1 > _WINDOW:
         raise _Irregular
-    window = tags.array[np.minimum(lt[:, None] + np.arange(width), len(tags.array) - 1)]
-    inside = np.arange(width) < (gt - lt)[:, None]
-    row, column = np.nonzero((window == 116) & inside)  # "t"
-    ok = (column >= 1) & (column + 4 < width)
-    row, column = row[ok], column[ok]
-    quote = window[row, column + 2]
-    hit = (_any_of(window[row, column - 1], b" \t\r\n") & (window[row, column + 1] == 61)
-           & ((quote == _QUOTE) | (quote == _APOSTROPHE)) & (window[row, column + 3] == 115)
-           & (window[row, column + 4] == quote))
-    out = np.zeros(len(owners), bool)
-    out[row[hit]] = True
+    for block in range(0, len(starts), _ROWS):
+        first, last = starts[block : block + _ROWS], ends[block : block + _ROWS]
+        width = int((last - first).max()) + 1
+        window = array[np.minimum(first[:, None] + np.arange(width), len(array) - 1)]
+        inside = np.arange(width) < (last - first)[:, None]
+        row, column = np.nonzero((window == 116) & inside)  # "t"
+        ok = (column >= 1) & (column + 4 < width)
+        row, column = row[ok], column[ok]
+        quote = window[row, column + 2]
+        hit = (_any_of(window[row, column - 1], b" \t\r\n") & (window[row, column + 1] == 61)
+               & ((quote == _QUOTE) | (quote == _APOSTROPHE)) & (window[row, column + 3] == 115)
+               & (window[row, column + 4] == quote))
+        out[block + row[hit]] = True
     return out
 
 
 _PRESERVE = b'<t xml:space="preserve">'
-
-
-def find_all(array: np.ndarray, literal: bytes) -> np.ndarray:
-    """Where `literal` starts in `array`: candidates by its first two bytes, the rest checked on those."""
-    size = len(array)
-    found = np.flatnonzero((array[: size - 1] == literal[0]) & (array[1:] == literal[1]))
-    found = found[found <= size - len(literal)]
-    for offset, value in enumerate(literal[2:], start=2):
-        found = found[array[found + offset] == value]
-    return found
 
 
 def _followed(array: np.ndarray, found: np.ndarray, literal: bytes) -> np.ndarray:
@@ -117,19 +118,20 @@ def keys8_at(array: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 def _tag_starts(array: np.ndarray, closes: np.ndarray) -> np.ndarray:
     """The "<" of the tag each ">" position (minus one) belongs to: looked for 32 bytes back, then
-    _WINDOW bytes back for the few longer tags."""
+    _WINDOW bytes back for the few longer tags; in blocks, so that index arrays stay small."""
     starts = np.full(len(closes), -1, np.int64)
-    pending = np.arange(len(closes))
-    for width in (32, _WINDOW):
-        if not len(pending):
-            break
-        window = array[np.maximum(closes[pending, None] - np.arange(width), 0)]
-        found = window == 60
-        hit = found.any(axis=1)
-        starts[pending[hit]] = closes[pending[hit]] - found[hit].argmax(axis=1)
-        pending = pending[~hit]
-    if len(pending):
-        raise _Irregular
+    for block in range(0, len(closes), _ROWS):
+        pending = np.arange(block, min(block + _ROWS, len(closes)))
+        for width in (32, _WINDOW):
+            if not len(pending):
+                break
+            window = array[np.maximum(closes[pending, None] - np.arange(width), 0)]
+            found = window == 60
+            hit = found.any(axis=1)
+            starts[pending[hit]] = closes[pending[hit]] - found[hit].argmax(axis=1)
+            pending = pending[~hit]
+        if len(pending):
+            raise _Irregular
     return starts
 
 
@@ -137,21 +139,9 @@ def _shared_type_before(array: np.ndarray, closes: np.ndarray) -> np.ndarray:
     """Whether the tag ending at each ">" is a cell (<c ...>) with t="s" or t='s' anywhere in it. A
     value whose tag is not a cell's (<f .../> before it): not this shape."""
     starts = _tag_starts(array, closes)
-    if not (matches(array, starts + 1, b"c") & _any_of(array[starts + 2], b" \t\r\n")).all():
+    if not (matches(array, starts + 1, b"c") & _any_of(array[starts + 2], b" \t\r\n>")).all():
         raise _Irregular
-    width = int((closes - starts).max()) + 1
-    window = array[np.minimum(starts[:, None] + np.arange(width), len(array) - 1)]
-    inside = np.arange(width) < (closes - starts)[:, None]
-    row, column = np.nonzero((window == 116) & inside)  # "t"
-    ok = (column >= 1) & (column + 4 < width)
-    row, column = row[ok], column[ok]
-    quote = window[row, column + 2]
-    hit = (_any_of(window[row, column - 1], b" \t\r\n") & (window[row, column + 1] == 61)
-           & ((quote == _QUOTE) | (quote == _APOSTROPHE)) & (window[row, column + 3] == 115)
-           & (window[row, column + 4] == quote))
-    out = np.zeros(len(closes), bool)
-    out[row[hit]] = True
-    return out
+    return _shared_attribute(array, starts, closes)
 
 
 def _digits(array: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray | None:
@@ -199,17 +189,25 @@ class FastSheets:
         other tag in between: each string is then a span of the file itself, found by two pattern
         searches, and no copy is made."""
         array = np.frombuffer(xml, np.uint8)
-        opened = find_all(array, b"<si>")
-        closed = find_all(array, b"</si>")
+        angle = np.flatnonzero(array == 60)  # every tag, once: both searches below pick from these
+        follow = array[np.minimum(angle + 1, len(array) - 1)]
+        opened = _followed(array, angle[follow == 115], b"<si>")  # "<s"
+        closed = _followed(array, angle[follow == 47], b"</si>")  # "</"
         if not len(opened) or len(closed) != len(opened) or not (opened < closed).all() or not (
                 closed[:-1] < opened[1:]).all():
             return None
         plain = matches(array, opened + 4, b"<t>")
-        starts = np.where(plain, opened + 7, opened + 4 + len(_PRESERVE))
-        if not (plain | matches(array, opened + 4, _PRESERVE)).all() or not matches(array, closed - 4, b"</t>").all():
+        starts = opened + 7
+        other = np.flatnonzero(~plain)
+        if len(other):
+            if not matches(array, opened[other] + 4, _PRESERVE).all():
+                return None
+            starts[other] = opened[other] + 4 + len(_PRESERVE)
+        if not matches(array, closed - 4, b"</t>").all():
             return None
         # Four tags a string, and not one more: no rich-text run, phonetic guide, empty <si/> or CDATA.
-        if np.count_nonzero(array[opened[0] : closed[-1]] == 60) != 4 * len(opened) - 1:
+        inside = np.searchsorted(angle, closed[-1]) - np.searchsorted(angle, opened[0])
+        if inside != 4 * len(opened) - 1:
             return None
         lengths = closed - 4 - starts
         if lengths.min() < 0:
@@ -252,7 +250,7 @@ class FastSheets:
         then reads the workbook the general way). Tags are told apart on small subsets picked by their
         first byte: a full-length array operation costs as much as the whole subset work."""
         head = xml.find(b"<sheetData")
-        if head < 0 or b"<worksheet" not in xml[:head]:
+        if head < 0 or b"<worksheet" not in xml[:head] or len(xml) > FAST_SCAN_LIMIT:
             return None  # no cells, or a prefixed namespace: the general path
         try:
             plain = self._plain_sheet_text(xml)

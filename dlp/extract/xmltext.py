@@ -214,7 +214,9 @@ def _general_markup(data: bytes) -> bytes:
 # comes out as one gather: no Python work per tag, ~5x less CPU. Anything irregular (a ">" in text or in
 # an attribute value, a comment holding tags, a stray "<") takes the general path above, which is exact.
 
-FAST_SCAN_LIMIT = 32 * 1024 * 1024  # index arrays cost ~2 bytes per input byte: bigger parts go the general way
+# Position arrays cost up to ~10 bytes per input byte on tag-dense (hostile) parts: bigger parts go the
+# general way, whose memory is of the same order.
+FAST_SCAN_LIMIT = 8 * 1024 * 1024
 FAST_SCAN_MIN = 8 * 1024  # below this, numpy's fixed cost per call is more than the regex scan's
 SEPARATOR_BYTES = b"\n\t "
 _SEPARATOR_CODE = {b"\n": 1, b"\t": 2, b" ": 3}

@@ -209,3 +209,41 @@ def test_member_reader_bad_crc_and_truncation_are_undecodable() -> None:
     cut = good[:start] + packed[:half] + b"\x00" * (len(packed) - half) + good[start + len(packed) :]
     e = extract_file(cut, "cut.zip")
     assert Reason.UNDECODABLE_ARCHIVE in {u.reason for u in e.uninspected}
+
+
+# --------------------------------------------------------------------------------- hostile shapes
+
+
+def _peak(fn: object) -> tuple[object, int, float]:
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = fn()  # type: ignore[operator]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak, time.monotonic() - started
+
+
+@pytest.mark.parametrize("cell", ['<c r="A1" s="1"/>', "<c><v>1</v></c>", '<c t="s" r="A1"><v>0</v></c>', "<a/>"])
+def test_tag_dense_sheets_stay_bounded(cell: str) -> None:
+    """4 MB of the densest cells each path can get: memory stays within a small multiple of the input."""
+    count = 4 * 1024 * 1024 // len(cell)
+    sheet = f"<worksheet {NS}><sheetData><row>{cell * count}</row></sheetData></worksheet>".encode()
+    sst = f"<sst {NS}><si><t>{PAN}</t></si></sst>".encode()
+    fast = FastSheets.read(sst)
+    assert fast is not None
+    text, peak, elapsed = _peak(lambda: fast.sheet_text(sheet))
+    assert peak < 25 * len(sheet) and elapsed < 20
+    if text is not None and "t=" in cell:
+        assert text.count(PAN) == count  # type: ignore[union-attr]
+
+
+def test_tag_dense_markup_stays_bounded() -> None:
+    data = b"<w:p>" + b"<w:t>1</w:t><w:tab/>" * (4 * 1024 * 1024 // 20) + b"</w:p>"
+    text, peak, elapsed = _peak(lambda: xmltext.markup_text(data))
+    assert peak < 25 * len(data) and elapsed < 20
+    assert str(text).count("1") == 4 * 1024 * 1024 // 20
