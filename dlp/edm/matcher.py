@@ -191,21 +191,48 @@ def _number_windows(shape: str, wanted: frozenset[int] | None) -> tuple[tuple[in
     return tuple(windows)
 
 
-def phone_rules(phone: PhoneRegion, indexed: frozenset[int]
-                ) -> tuple[dict[int, tuple[bool, bool, bool, bool]], frozenset[int], frozenset[int]]:
-    """Per digit count, which readings of PhoneRegion.candidates (international prefix, national prefix,
-    country code, national) can give an E.164 number of an indexed length; and the digit counts (7..15)
-    with such a reading, written without a "+" and with one (the number itself, or without a trunk 0)."""
-    cc, prefix = len(phone.country_code), len(phone.national_prefix)
-    national = phone.national_lengths
-    rules = {
-        n: (any(8 <= n - len(p) <= 15 and n - len(p) + 1 in indexed for p in phone.international_prefixes),
-            bool(prefix) and n - prefix in national and cc + n - prefix + 1 in indexed,
-            n - cc in national and n + 1 in indexed, n in national and cc + n + 1 in indexed)
-        for n in range(_MAX_NUMBER_DIGITS + 1)}
-    viable = frozenset(n for n in range(7, 16) if any(rules[n]))
-    viable_plus = frozenset(n for n in range(7, 16) if {n, n + 1} & indexed)
-    return rules, viable, viable_plus
+class PhoneReader:
+    """The E.164 readings of digit runs (PhoneRegion.candidates) that have a length the index holds,
+    with the readings a digit count cannot give skipped before any string is built."""
+
+    def __init__(self, phone: PhoneRegion, indexed: frozenset[int]) -> None:
+        self.phone = phone
+        self.indexed = indexed
+        cc, prefix = len(phone.country_code), len(phone.national_prefix)
+        national = phone.national_lengths
+        # Per digit count: can the international prefix, national prefix, country code or national
+        # reading give an indexed length?
+        self.rules = {
+            n: (any(8 <= n - len(p) <= 15 and n - len(p) + 1 in indexed for p in phone.international_prefixes),
+                bool(prefix) and n - prefix in national and cc + n - prefix + 1 in indexed,
+                n - cc in national and n + 1 in indexed, n in national and cc + n + 1 in indexed)
+            for n in range(_MAX_NUMBER_DIGITS + 1)}
+        # Digit counts (7..15) with a reading of an indexed length, written without "+" and with one (the
+        # number itself, or without a trunk 0).
+        self.viable = frozenset(n for n in range(7, 16) if any(self.rules[n]))
+        self.viable_plus = frozenset(n for n in range(7, 16) if {n, n + 1} & indexed)
+
+    def readings(self, digits: str, plus: bool) -> list[str]:
+        """For a run of `viable` (or with "+", `viable_plus`) digits."""
+        phone, indexed = self.phone, self.indexed
+        if plus:
+            return [e for e in phone.candidates(digits, True) if len(e) in indexed]
+        n = len(digits)
+        intl_ok, prefix_ok, cc_ok, national_ok = self.rules[n]
+        out = []
+        if intl_ok:
+            for intl in phone.international_prefixes:
+                if digits.startswith(intl) and 8 <= n - len(intl) <= 15:
+                    if n - len(intl) + 1 in indexed:
+                        out.append("+" + digits[len(intl):])
+                    break
+        if prefix_ok and digits.startswith(phone.national_prefix):
+            out.append("+" + phone.country_code + digits[len(phone.national_prefix):])
+        if cc_ok and digits.startswith(phone.country_code):
+            out.append("+" + digits)
+        if national_ok:
+            out.append("+" + phone.country_code + digits)
+        return out if len(out) < 2 else list(dict.fromkeys(out))
 
 
 class RunSource(Protocol):
@@ -393,8 +420,8 @@ class Matcher:
         lengths = index.header.get("lengths") or {}
         self._digit_lengths = frozenset(lengths.get(DIGITS, range(MIN_DIGITS, _MAX_NUMBER_DIGITS + 1)))
         self._phone_lengths = frozenset(lengths.get(PHONE, range(8, 17)))
-        self._phone_rules, self._phone_viable, self._phone_viable_plus = phone_rules(self.phone, self._phone_lengths)
-        self._phone_digit_counts = self._phone_viable | self._phone_viable_plus
+        self._phones = PhoneReader(self.phone, self._phone_lengths)
+        self._phone_digit_counts = self._phones.viable | self._phones.viable_plus
         # Digit counts this client ever looks up; under seven, the engine's shared number runs miss some.
         self.number_counts = (self._digit_lengths if DIGITS in self._kinds else frozenset()) | (
             self._phone_digit_counts if PHONE in self._kinds else frozenset())
@@ -416,30 +443,6 @@ class Matcher:
         # A small word filter (the distinct words of names and cities) is tested as a set of ints, cheaper
         # than numpy's search for a few words; a large one stays a shared memory map.
         self._token_set = frozenset(self._tokens.tolist()) if len(self._tokens) <= _TOKEN_SET_LIMIT else None
-
-    def _phone_readings(self, digits: str, plus: bool) -> list[str]:
-        """The E.164 readings of a run of digits (PhoneRegion.candidates) that have an indexed length,
-        with the readings each digit count cannot give skipped before any string is built."""
-        lengths = self._phone_lengths
-        if plus:
-            return [e for e in self.phone.candidates(digits, True) if len(e) in lengths]
-        n = len(digits)
-        intl_ok, prefix_ok, cc_ok, national_ok = self._phone_rules[n]  # precomputed per digit count
-        out = []
-        if intl_ok:
-            for intl in self.phone.international_prefixes:
-                if digits.startswith(intl) and 8 <= n - len(intl) <= 15:
-                    if n - len(intl) + 1 in lengths:
-                        out.append("+" + digits[len(intl):])
-                    break
-        phone = self.phone
-        if prefix_ok and digits.startswith(phone.national_prefix):
-            out.append("+" + phone.country_code + digits[len(phone.national_prefix):])
-        if cc_ok and digits.startswith(phone.country_code):
-            out.append("+" + digits)
-        if national_ok:
-            out.append("+" + phone.country_code + digits)
-        return out if len(out) < 2 else list(dict.fromkeys(out))
 
     def known_words(self, words: set[str]) -> set[str]:
         """The words that occur in this client's name or text fields (by the keyed word filter)."""
@@ -491,7 +494,8 @@ class Matcher:
                     hashes.append(h64(DIGITS, digits))
                     where.append(k)
         if numbers and self._seed_phones:
-            viable, viable_plus, readings = self._phone_viable, self._phone_viable_plus, self._phone_readings
+            phones = self._phones
+            viable, viable_plus, readings = phones.viable, phones.viable_plus, phones.readings
             for k, (digits, plus) in enumerate(numbers):
                 if len(digits) in (viable_plus if plus else viable):
                     for e164 in readings(digits, plus):
@@ -577,10 +581,10 @@ class Matcher:
                 if len(digits) in lengths:
                     add(DIGITS, digits, start, end)
         elif kind == PHONE:
-            viable, viable_plus = self._phone_viable, self._phone_viable_plus
+            phones = self._phones
             for digits, start, end, plus in cand.numbers:
-                if len(digits) in (viable_plus if plus else viable):
-                    for e164 in self._phone_readings(digits, plus):
+                if len(digits) in (phones.viable_plus if plus else phones.viable):
+                    for e164 in phones.readings(digits, plus):
                         add(PHONE, e164, start, end)
         elif kind == EMAIL:
             for item in cand.emails:
