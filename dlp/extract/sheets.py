@@ -1,6 +1,8 @@
-"""The vectorised xlsx reading (issue 3 throughput): shared strings and worksheets through numpy tag
-scans (xmltext.scan_tags), giving exactly what documents.shared_strings / sheet_text give, without
-Python work per cell. Anything it does not recognise returns None and the caller takes that exact path."""
+"""The vectorised xlsx reading (issue 3 throughput): shared strings and worksheets as numpy work over
+the part's bytes, giving what documents.shared_strings / sheet_text give without Python work per cell.
+Excel's own layout is read by byte-pattern searches; other regular markup by the tag scan
+(xmltext.scan_tags); anything else returns None, and documents._xlsx reads the whole workbook the
+general way. tests/dlp/extract/test_fast_scan.py holds the readings to the same output."""
 
 from __future__ import annotations
 
@@ -187,7 +189,7 @@ class FastSheets:
     def _plain(cls, xml: bytes) -> FastSheets | None:
         """Excel's own shape, <si><t>text</t></si> (or <t xml:space="preserve">) for every string and no
         other tag in between: each string is then a span of the file itself, found by two pattern
-        searches, and no copy is made."""
+        searches over the tag starts."""
         array = np.frombuffer(xml, np.uint8)
         angle = np.flatnonzero(array == 60)  # every tag, once: both searches below pick from these
         follow = array[np.minimum(angle + 1, len(array) - 1)]
@@ -254,7 +256,12 @@ class FastSheets:
             return None  # no cells, or a prefixed namespace: the general path
         try:
             plain = self._plain_sheet_text(xml)
-            return plain if plain is not None else self._sheet_text(xml)
+        except _Irregular:  # e.g. a shared formula (<f .../>) before a value: the tag scan reads those
+            plain = None
+        if plain is not None:
+            return plain
+        try:
+            return self._sheet_text(xml)
         except _Irregular:
             return None
 
@@ -266,8 +273,8 @@ class FastSheets:
         array = np.frombuffer(xml + b"\0" * 16, np.uint8)
         size = len(xml)
         body = array[:size]
-        # Byte masks go through two scratch buffers: a fresh 1.5 MB temporary per step cost more in page
-        # faults than the comparisons themselves.
+        # Byte masks go through one scratch buffer: a fresh sheet-sized temporary per step costs more in
+        # page faults than the comparison itself.
         angle = np.equal(body, 60)
         scratch = np.empty(size, bool)
         if np.count_nonzero(angle) != np.count_nonzero(np.equal(body, 62, out=scratch)):

@@ -3,6 +3,7 @@ must give exactly what the general paths give, on regular and irregular markup a
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import zipfile
@@ -247,3 +248,16 @@ def test_tag_dense_markup_stays_bounded() -> None:
     text, peak, elapsed = _peak(lambda: xmltext.markup_text(data))
     assert peak < 25 * len(data) and elapsed < 20
     assert str(text).count("1") == 4 * 1024 * 1024 // 20
+
+
+def test_shared_formula_cells_take_the_tag_scan() -> None:
+    sheet = (f'<?xml version="1.0"?>\n<worksheet {NS}><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c>'
+             '<c r="B1"><f t="shared" ref="B1:B2" si="0"/><v>7</v></c></row></sheetData></worksheet>').encode()
+    fast = FastSheets.read(f"<sst {NS}><si><t>card {PAN}</t></si></sst>".encode())
+    assert fast is not None
+    declined = True
+    with contextlib.suppress(Exception):
+        declined = fast._plain_sheet_text(sheet) is None  # the pattern-search path declines it ...
+    assert declined
+    # ... and the tag scan reads it, as the general reading does (line break after the declaration kept)
+    assert fast.sheet_text(sheet) == f"\ncard {PAN}\t7"
