@@ -57,7 +57,9 @@ def _extensions() -> list:
     except ImportError:
         _warn("mypyc is not installed; the detectors run as plain Python")
         return []
-    return mypycify(COMPILED, opt_level="3", group_name="dlp_native")
+    # The build environment need not hold the runtime dependencies (pip builds in isolation): their
+    # types are then unknown to mypyc, which compiles calls into them as ordinary Python calls.
+    return mypycify(["--ignore-missing-imports", *COMPILED], opt_level="3", group_name="dlp_native")
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
