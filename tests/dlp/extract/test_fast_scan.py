@@ -261,3 +261,11 @@ def test_shared_formula_cells_take_the_tag_scan() -> None:
     assert declined
     # ... and the tag scan reads it, as the general reading does (line break after the declaration kept)
     assert fast.sheet_text(sheet) == f"\ncard {PAN}\t7"
+
+
+def test_member_reader_without_isal_uses_zlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dlp.extract import archives
+
+    monkeypatch.setattr(archives, "_zlib", zlib)
+    test_member_reader_stored_and_deflated()
+    test_member_reader_bad_crc_and_truncation_are_undecodable()
