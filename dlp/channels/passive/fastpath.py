@@ -33,11 +33,9 @@ _EVERY = 8192  # packets between bulk stats updates, fragment expiry and progres
 def feed_capture(monitor: Monitor, capture: Capture, progress: Callable[[int], None] | None) -> bool:
     """Run the whole capture through `monitor` if it is a classic pcap of Ethernet frames not read yet;
     False (nothing done) otherwise."""
-    layout = capture._layout
-    if layout is None or layout.linktype != LINKTYPE_ETHERNET:
+    layout = capture.take_layout(LINKTYPE_ETHERNET)
+    if layout is None:
         return False
-    layout = capture.take_layout()
-    assert layout is not None
     offset, corrupt = _feed(monitor, layout, progress)
     capture.records_done(offset, corrupt)
     return True

@@ -102,12 +102,14 @@ class Capture:
         self._layout = None
         return self._records
 
-    def take_layout(self) -> PcapLayout | None:
-        """For a classic pcap file not read yet: its record layout, and the records are then the caller's
-        to walk (iterating the capture yields nothing more). None for other formats."""
-        layout, self._layout = self._layout, None
-        if layout is not None:
-            self._records = iter(())
+    def take_layout(self, linktype: int | None = None) -> PcapLayout | None:
+        """For a classic pcap file not read yet (of `linktype`, when given): its record layout, and the
+        records are then the caller's to walk (iterating the capture yields nothing more). Otherwise None."""
+        layout = self._layout
+        if layout is None or (linktype is not None and layout.linktype != linktype):
+            return None
+        self._layout = None
+        self._records = iter(())
         return layout
 
     def records_done(self, offset: int, corrupt: bool = False) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from dlp.bench import pcap as bench
 from dlp.channels.passive.monitor import Monitor, Result
-from dlp.channels.passive.reader import Capture
+from dlp.channels.passive.reader import LINKTYPE_ETHERNET, Capture
 from dlp.config import PassiveSettings
 from dlp.inspect import Inspector
 
@@ -74,7 +74,7 @@ def test_fused_loop_matches_frame_by_frame(variant: str, bench_capture: Path,
     fused_ran = 0
     for path in _captures(bench_capture):
         with Capture(path) as probe:
-            fused_ran += probe.take_layout() is not None
+            fused_ran += probe.take_layout(LINKTYPE_ETHERNET) is not None
         assert _run(path, passive_env, settings, fused=True) == _run(path, passive_env, settings, fused=False), path
     assert fused_ran >= 10  # most of pcaps/ are classic Ethernet pcap: the fused loop was exercised
 
