@@ -13,16 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dlp.extract import decompress
-
-try:  # ISA-L's inflate is ~3x zlib's; the two are interchangeable here
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover - a platform without the isal wheel
-    import zlib as _zlib  # type: ignore[no-redef]
 from dlp.extract.budget import Budget, DecodeError, LimitHit
 from dlp.extract.files import Where, extract_bytes, inner_name
 from dlp.extract.names import label, scan_name
 from dlp.extract.sniff import FileType
 from dlp.model import Reason
+
+try:  # ISA-L's inflate is ~3x zlib's; the two are interchangeable here
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - a platform without the isal wheel
+    import zlib as _zlib  # type: ignore[no-redef]
 
 _STREAM_METHODS = {
     FileType.GZIP: ("gzip", (".gz", ".gzip", ".tgz", ".z")),
