@@ -300,7 +300,7 @@ def keys8(tags: Tags, positions: np.ndarray) -> np.ndarray:
 
 
 def _key(literal: bytes) -> tuple[int, int]:
-    """(value, mask) of a literal's first 8 bytes, as _keys reads them."""
+    """(value, mask) of a literal's first 8 bytes, as keys8 reads them."""
     head = literal[:8]
     return int.from_bytes(head.ljust(8, b"\0"), "little"), (1 << (8 * len(head))) - 1
 
@@ -458,7 +458,7 @@ def _drop_prolog_space(data: bytes, tags: Tags, lengths: np.ndarray) -> None:
         start = int(tags.lt[index])
         if data[start + 1 : start + 2] not in (b"?", b"!"):
             return
-        end = start + int(lengths[index + 1]) + int(tags.gt[index] - start) + 1
-        if not data[int(tags.gt[index]) + 1 : end].isspace():
+        after = int(tags.gt[index]) + 1  # the text after this tag is text segment index + 1
+        if not data[after : after + int(lengths[index + 1])].isspace():
             return  # text: from here on the result has begun
         lengths[index + 1] = 0
