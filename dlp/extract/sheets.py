@@ -338,6 +338,11 @@ class FastSheets:
             value_starts[picked] = base + self.starts[index]
             value_lengths[picked] = np.where(known, self.lengths[index], 0)
         tab, newline = size + 1, size  # where SEPARATOR_BYTES sits in the gather source
+        loose_text = b"".join(xml[int(t) : e] for t, e in zip(loose, loose_ends, strict=True))
+        simple = self._simple_segments(values, value_starts, value_lengths, row_ends, loose, loose_ends,
+                                       len(empty_cells) + len(empty_rows), tab, newline)
+        if simple is not None:
+            return self._finish(simple, body, loose_text.count(b"\t"), loose_text.count(b"\n"))
         tabs = np.concatenate((ends, empty_cells))
         breaks = np.concatenate((row_ends, empty_rows))
         order = np.concatenate((loose, values, tabs, breaks))
@@ -349,8 +354,37 @@ class FastSheets:
         sequence = np.argsort(order, kind="stable")
         live = sequence[seg_lengths[sequence] > 0]
         segments = tidy(Segments(seg_starts[live], seg_lengths[live], kinds[live]), cell_paragraphs=False)
-        loose_text = b"".join(xml[int(t) : e] for t, e in zip(loose, loose_ends, strict=True))
         return self._finish(segments, body, loose_text.count(b"\t"), loose_text.count(b"\n"))
+
+    @staticmethod
+    def _simple_segments(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, row_ends: np.ndarray,
+                         loose: np.ndarray, loose_ends: list[int], empties: int, tab: int,
+                         newline: int) -> Segments | None:
+        """The usual sheet, built without sorting or tidying: no empty cell or row, no empty value, at
+        most one row end between two values, loose whitespace only around the rows. Each value is then
+        followed by a tab, or by a line break where its row ends (the tab before it would go)."""
+        if empties or not len(values) or not lengths.all():
+            return None
+        lead = int(np.count_nonzero(loose < values[0]))
+        if np.count_nonzero(loose > values[-1]) + lead != len(loose):
+            return None
+        rows_before = np.searchsorted(row_ends, values)  # row ends before each value
+        between = np.diff(np.append(rows_before, len(row_ends)))  # row ends after each value, before the next
+        if rows_before[0] or between.max() > 1:
+            return None
+        count = len(loose) + 2 * len(values)
+        out_starts = np.empty(count, np.int64)
+        out_lengths = np.ones(count, np.int64)
+        kinds = np.zeros(count, np.uint8)
+        loose_lengths = np.array(loose_ends, np.int64) - loose
+        out_starts[:lead], out_lengths[:lead] = loose[:lead], loose_lengths[:lead]
+        tail = count - (len(loose) - lead)
+        out_starts[tail:], out_lengths[tail:] = loose[lead:], loose_lengths[lead:]
+        out_starts[lead:tail:2], out_lengths[lead:tail:2] = starts, lengths
+        breaks = between == 1
+        out_starts[lead + 1 : tail : 2] = np.where(breaks, newline, tab)
+        kinds[lead + 1 : tail : 2] = np.where(breaks, NEWLINE, TAB)
+        return Segments(out_starts, out_lengths, kinds)
 
     def _finish(self, segments: Segments, body: np.ndarray, loose_tabs: int = -1, loose_breaks: int = 0) -> str:
         """The text of `segments`, whose starts index [body | SEPARATOR_BYTES | blob]. The body's pieces
