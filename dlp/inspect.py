@@ -238,10 +238,36 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.job: _Job | None = None
+        # A large message is written from a thread (send_soon). Its pipe must not be closed under that
+        # write: the descriptor could be reused at once (a new worker's pipe) and receive the rest.
+        self._pipe_lock = threading.Lock()
+        self._sending = False
+        self._killed = False
+
+    def send_soon(self, payload: bytes) -> None:
+        """Write `payload` from a thread: the worker reads it as fast as we write, but not faster than
+        memory copies, and the event loop must not wait for that."""
+        with self._pipe_lock:
+            self._sending = True
+        threading.Thread(target=self._send, args=(payload,), name="dlp-inspection-send", daemon=True).start()
+
+    def _send(self, payload: bytes) -> None:
+        with contextlib.suppress(OSError):  # a dead worker: its pipe's EOF reports it on the loop
+            self.conn.send_bytes(payload)
+        with self._pipe_lock:
+            self._sending = False
+            close = self._killed
+        if close:
+            with contextlib.suppress(Exception):
+                self.conn.close()
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
             self.process.kill()
+        with self._pipe_lock:
+            self._killed = True
+            if self._sending:
+                return  # the write fails now that the process is gone; the sender then closes the pipe
         with contextlib.suppress(Exception):
             self.conn.close()
 
@@ -429,13 +455,8 @@ class InspectionPool:
                     worker.conn.send_bytes(payload)
                 except OSError:
                     self._lose(worker, Reason.INSPECTION_ERROR)
-            else:  # the worker reads it as fast as we write, but not faster than memory copies
-                threading.Thread(target=self._send_quietly, args=(worker.conn, payload), daemon=True).start()
-
-    @staticmethod
-    def _send_quietly(conn: Connection, payload: bytes) -> None:
-        with contextlib.suppress(OSError):  # a dead worker: its pipe's EOF reports it on the loop
-            conn.send_bytes(payload)
+            else:
+                worker.send_soon(payload)
 
     def _fail_if_starved(self) -> None:
         """No worker is alive or on its way: fail the waiting jobs now rather than never."""

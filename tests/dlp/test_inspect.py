@@ -182,3 +182,30 @@ def test_close_under_load_stops_every_worker_for_good(tmp_path: Path) -> None:
     results = asyncio.run(load())
     assert all(isinstance(r, InspectionFailed | asyncio.CancelledError) or hasattr(r, "action") for r in results)
     assert pool._live == [] and pool._fresh == [] and pool._spawning == 0
+
+
+def test_a_killed_worker_keeps_its_pipe_open_until_a_large_write_ends() -> None:
+    """Closing the pipe under the thread that writes a large message would free its descriptor for
+    reuse while bytes are still being written to that number: the sender closes it once the write ends."""
+    import multiprocessing
+    import time
+
+    from dlp.inspect import _Worker
+
+    ours, theirs = multiprocessing.Pipe()
+    process = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+    process.start()
+    worker = _Worker(process, ours)
+    worker.send_soon(b"x" * (4 * 1024 * 1024))  # far more than a pipe holds: the write blocks
+    deadline = time.monotonic() + 10
+    while not theirs.poll() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    worker.kill()
+    process.join(10)
+    assert not process.is_alive()
+    assert not ours.closed  # the writer is still in the middle of its payload
+    assert theirs.recv_bytes() == b"x" * (4 * 1024 * 1024)  # draining lets the write end...
+    while not ours.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ours.closed  # ...and the sender closes the pipe after it
+    theirs.close()
