@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The detection hot path that setup.py compiles with mypyc into modules beside their sources: rebuilt
 # whenever one of these sources changes, so that an edited .py never hides behind a stale .so.
 NATIVE := $(VENV)/.native
-NATIVE_SOURCES := setup.py $(wildcard detectors/*.py) dlp/normalize.py
+NATIVE_SOURCES := setup.py $(shell sed -n 's/^    "\(.*\.py\)",$$/\1/p' setup.py)  # setup.py's COMPILED list
 DATA_DIR ?= $(CURDIR)/.dlp-data
 
 .PHONY: run test lint venv clean bench
