@@ -101,28 +101,32 @@ def _short_token_after(text: str, classes: str, end: int) -> int:
     return j if 2 <= j - end - 1 <= 4 else -1
 
 
-def _ascii_compact(lower: str) -> list[tuple[str, str, int, int]]:
+def _ascii_compact(lower: str, low: int = 0, high: int = -1) -> list[tuple[str, str, int, int]]:
     """`Candidates.compact` of ASCII text, the same list as the two patterns give, found from the digits
     only: a postcode-like piece needs one, and prose has few, while the patterns try every word.
 
     `_COMPACT_TWO` pairs short tokens left to right without overlap, so in a chain of short tokens
     joined by single separators the pairs are (1st, 2nd), (3rd, 4th)...: a token's partner follows from
-    its place in its chain."""
+    its place in its chain. With `low` and `high`: only the candidates inside [low, high) (the chains
+    are still followed outside, for the pairing)."""
     singles: list[tuple[str, str, int, int]] = []
     pairs: dict[int, tuple[str, str, int, int]] = {}
     place_at: dict[int, int] = {}  # start -> place in its chain, of the short tokens already placed
     n = len(lower)
+    high = n if high < 0 else min(n, high)
     classes = lower.encode().translate(_CLASSES).decode()
     # Digits are found with str.find over the classes, in C: a regex scan costs tens of nanoseconds a
     # character, and that is most of the work in a message of a few hundred characters.
-    first_digit = classes.find("0")
+    first_digit = classes.find("0", low, high)
     while first_digit >= 0:
         start = classes.rfind(".", 0, first_digit) + 1
         end = classes.find(".", first_digit)
         if end < 0:
             end = n
         digits_only = start == first_digit and lower[start:end].isdigit()
-        first_digit = classes.find("0", end)
+        first_digit = classes.find("0", end, high)
+        if start < low or end > high:
+            continue  # straddles the window's edge: no candidate of it lies inside
         size = end - start
         if 3 <= size <= 10 and not (digits_only and size < MIN_DIGITS):
             singles.append((COMPACT, lower[start:end], start, end))
@@ -153,7 +157,7 @@ def _ascii_compact(lower: str) -> list[tuple[str, str, int, int]]:
                 continue
             a, a_end, b = start, end, end + 1
         joined = lower[a:a_end] + lower[b:b_end]
-        if not joined.isdigit():
+        if not joined.isdigit() and a >= low and b_end <= high:
             pairs[a] = (COMPACT, joined, a, b_end)
     return singles + [pairs[a] for a in sorted(pairs)]
 
@@ -276,6 +280,14 @@ class Candidates:
             return set(lower.encode().translate(_ASCII_NON_ALNUM_TO_SPACE).decode().split())
         return set(WORD.findall(lower))  # no apostrophe: folding changes no word
 
+    def words_in(self, low: int, high: int) -> set[str]:
+        """`distinct_words`, of the text between `low` and `high` when that is shorter (the words a window
+        holds, perhaps with a piece of a word at each edge, which only costs a filter test)."""
+        lower = self.lower
+        if (low <= 0 and high >= len(lower)) or not lower.isascii() or "'" in lower:
+            return self.distinct_words
+        return set(lower[max(0, low):high].encode().translate(_ASCII_NON_ALNUM_TO_SPACE).decode().split())
+
     @cached_property
     def emails(self) -> list[tuple[str, str, int, int]]:
         if "@" not in self.text:
@@ -285,6 +297,13 @@ class Candidates:
     @cached_property
     def dates(self) -> list[tuple[str, str, int, int]]:
         return [(DATE, iso, start, end) for iso, start, end in text_dates(self.text, self.lower)]
+
+    def compact_in(self, low: int, high: int) -> list[tuple[str, str, int, int]]:
+        """The `compact` candidates inside [low, high), cut only there in ASCII text."""
+        lower = self.lower
+        if (low <= 0 and high >= len(lower)) or not lower.isascii():
+            return self.compact
+        return _ascii_compact(lower, max(0, low), high)
 
     @cached_property
     def compact(self) -> list[tuple[str, str, int, int]]:
@@ -386,21 +405,24 @@ class Candidates:
                 out.append((digits[a:b], groups[i].start, groups[j].end, plus and i == 0))
         return out
 
-    def occurrences(self, known: set[str]) -> list[tuple[str, int, int]]:
-        """(word, start, end) of every occurrence of the known words, in text order, plus the words in
-        between when they matter. Found with str.find: a message rarely holds more than a few known words."""
+    def occurrences(self, known: set[str], low: int = 0, high: int = -1) -> list[tuple[str, int, int]]:
+        """(word, start, end) of every occurrence of the known words (inside [low, high) when given), in
+        text order, plus the words in between when they matter. Found with str.find: a message rarely
+        holds more than a few known words."""
         lower = self.lower
         if "'" in lower or "’" in lower:  # folded words ("o'brien" -> "obrien") are not substrings
             return [(_fold_word(m.group()), m.start(), m.end()) for m in WORD.finditer(lower)]
         found: list[tuple[str, int, int]] = []
         n = len(lower)
+        low = max(0, low)
+        high = n if high < 0 else min(n, high)
         for w in known:
-            i = lower.find(w)
+            i = lower.find(w, low, high)
             while i >= 0:
                 end = i + len(w)
                 if (i == 0 or not lower[i - 1].isalnum()) and (end == n or not lower[end].isalnum()):
                     found.append((w, i, end))
-                i = lower.find(w, i + 1)
+                i = lower.find(w, i + 1, high)
         found.sort(key=lambda o: o[1])
         return found
 
@@ -556,7 +578,7 @@ class Matcher:
                 spans.append((start, end))
 
         for kind in self._second_kinds:
-            self._candidates(kind, cand, add)
+            self._candidates(kind, cand, add, low, high)
         return self._records(cand, seeds, wanted, hashes, spans)
 
     def _seeds(self, cand: Candidates, hashes: list[int], where: list[tuple[int, int] | int]
@@ -574,7 +596,12 @@ class Matcher:
             out.extend((r, start, end) for r in index.records_of(a, b))
         return out
 
-    def _candidates(self, kind: str, cand: Candidates, add) -> None:  # add: (k, v, s, e) -> None
+    def _candidates(self, kind: str, cand: Candidates, add, low: int = 0, high: int = -1) -> None:
+        """Hash the candidates of one kind through `add(kind, value, start, end)`; with `low` and `high`,
+        the kinds that can be cut from a part of the text only are cut from [low, high) (the caller's
+        `add` filters by the window anyway)."""
+        if high < 0:
+            high = len(cand.text)
         if kind == DIGITS:
             lengths = self._digit_lengths
             for digits, start, end, _plus in cand.numbers:
@@ -593,17 +620,17 @@ class Matcher:
             for item in cand.dates:
                 add(*item)
         elif kind == COMPACT:
-            for item in cand.compact:
+            for item in cand.compact_in(low, high):
                 add(*item)
         elif kind == WORDS:
-            self._word_candidates(cand, add)
+            self._word_candidates(cand, add, low, high)
 
-    def _word_candidates(self, cand: Candidates, add) -> None:
+    def _word_candidates(self, cand: Candidates, add, low: int, high: int) -> None:
         """Words and 2..4-word n-grams (in text order and sorted) of the words in the word filter."""
-        known = self.known_words(cand.distinct_words)
+        known = self.known_words(cand.words_in(low, high))
         if not known:
             return
-        words = cand.occurrences(known)
+        words = cand.occurrences(known, low, high)
         lower = cand.lower
         for i, (w, start, end) in enumerate(words):
             if w not in known:

@@ -49,3 +49,15 @@ def test_random_digit_group_texts() -> None:
     for _ in range(20_000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
         assert _ascii_compact(text) == by_patterns(text), text
+
+
+def test_a_window_gives_the_candidates_inside_it() -> None:
+    """Cut between low and high, the candidates are those of the whole text that lie inside (pairs still
+    follow their chain from outside the window)."""
+    rng = random.Random(14)
+    pieces = ["ab", "x1", "1aa", "sw1a", "12", "2024", "09", "12345", "abcde", " ", " ", "-", ",", "\n"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 24)))
+        low, high = sorted((rng.randint(0, len(text)), rng.randint(0, len(text))))
+        inside = [c for c in _ascii_compact(text) if c[2] >= low and c[3] <= high]
+        assert _ascii_compact(text, low, high) == inside, (text, low, high)
