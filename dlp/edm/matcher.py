@@ -71,7 +71,6 @@ _NOT_WORDS_CACHE = 200_000  # words known to be in no index's word filter (never
 _TOKEN_SET_LIMIT = 65_536  # about 4 MiB a worker as a Python set
 
 
-_DIGITS = re.compile(r"\d+")
 _PAIR_SEPARATORS = " -"
 
 
