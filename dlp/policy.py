@@ -129,7 +129,7 @@ class Policy:
             else:
                 enforced.append(action)
 
-        for rule in self.rules:
+        for rule in self.rules if findings else ():  # every rule needs findings of its classes
             if rule.channels and channel not in rule.channels:
                 continue
             classes = [self.data_classes[c] for c in rule.classes]
