@@ -305,39 +305,48 @@ def _key(literal: bytes) -> tuple[int, int]:
     return int.from_bytes(head.ljust(8, b"\0"), "little"), (1 << (8 * len(head))) - 1
 
 
-def _tag_codes(tags: Tags, first: np.ndarray) -> np.ndarray:
+def _tag_codes(tags: Tags) -> np.ndarray:
     """The separator code (see _SEPARATOR_CODE) each tag stands for, by the families in use (as in
-    _mark_structure, but a family counts when any of its tags occurs, not only in the head). Tags of up
-    to 8 bytes are looked up at once by their bytes (a sorted table and one search); longer ones match on
-    their length, first 8 and last 8 bytes; self-closing tags with attributes on their start."""
-    families = [(t, a) for probe, t, a in _FAMILIES if _occurs(first, probe)] or [(_PLAIN, {})]
+    _mark_structure, but a family counts when any of its tags occurs, not only in the head). Every
+    structure tag closes something ("</w:p>") or closes itself ("<w:tab/>"), so only those are looked
+    at. Tags of up to 8 bytes are looked up at once by their bytes (a sorted table and one search);
+    longer ones match on their length, first 8 and last 8 bytes; self-closing tags with attributes on
+    their start."""
+    self_closing = tags.before_close() == 47
+    second = tags.byte(1)
+    candidates = np.flatnonzero((second == 47) | self_closing)
+    codes = np.zeros(len(tags.lt), np.uint8)
+    if not len(candidates):
+        return codes
+    first = keys8(tags, tags.lt[candidates])
+    families = [(t, a) for probe, t, a in _FAMILIES if _opens(tags, second, probe)] or [(_PLAIN, {})]
     short = {tag: separator for literal, _ in families for tag, separator in literal.items() if len(tag) <= 8}
-    lengths = tags.gt - tags.lt + 1
+    lengths = tags.gt[candidates] - tags.lt[candidates] + 1
     table = np.array(sorted(_key(tag)[0] for tag in short), np.uint64)
     codes_by_key = np.array([_SEPARATOR_CODE[short[tag]] for tag in sorted(short, key=lambda t: _key(t)[0])],
                             np.uint8)
-    codes = np.zeros(len(lengths), np.uint8)
+    found = np.zeros(len(candidates), np.uint8)
     if short:
         own = first & _LENGTH_MASKS[np.minimum(lengths, 8)]  # each tag's own bytes (tags under 8 bytes)
         spot = np.minimum(np.searchsorted(table, own), len(table) - 1)
         hit = (table[spot] == own) & (lengths <= 8)
-        codes[hit] = codes_by_key[spot[hit]]
+        found[hit] = codes_by_key[spot[hit]]
     last = None
-    closing = None
+    closing = self_closing[candidates]
     for literal, attributed in families:
         for tag, separator in literal.items():
             if len(tag) <= 8:
                 continue
             value, mask = _key(tag)
-            last = keys8(tags, tags.gt - 7) if last is None else last
+            last = keys8(tags, tags.gt[candidates] - 7) if last is None else last
             hit = ((lengths == len(tag)) & ((first & np.uint64(mask)) == np.uint64(value))
                    & (last == np.uint64(_key(tag[-8:])[0])))
-            codes |= hit.view(np.uint8) * np.uint8(_SEPARATOR_CODE[separator])
+            found |= hit.view(np.uint8) * np.uint8(_SEPARATOR_CODE[separator])
         for start, separator in attributed.items():
-            closing = tags.before_close() == 47 if closing is None else closing
             value, mask = _key(start)
             hit = closing & ((first & np.uint64(mask)) == np.uint64(value))
-            codes |= hit.view(np.uint8) * np.uint8(_SEPARATOR_CODE[separator])
+            found |= hit.view(np.uint8) * np.uint8(_SEPARATOR_CODE[separator])
+    codes[candidates] = found
     return codes
 
 
@@ -420,10 +429,13 @@ def gather_segments(document: np.ndarray, segments: Segments, extra: np.ndarray 
     return gather(source, segments.starts, segments.lengths)
 
 
-def _occurs(first: np.ndarray, prefix: bytes) -> bool:
-    """Whether any tag starts with `prefix` (opening tags; "</w:" closes a "<w:" that opened)."""
-    value, mask = _key(prefix)
-    return bool(np.any((first & np.uint64(mask)) == np.uint64(value)))
+def _opens(tags: Tags, second: np.ndarray, prefix: bytes) -> bool:
+    """Whether any tag starts with `prefix` ("<w:"): checked byte by byte on the tags whose second byte
+    (`second`, each tag's) is right."""
+    found = tags.lt[second == prefix[1]]
+    for offset, value in enumerate(prefix[2:], start=2):
+        found = found[tags.array[found + offset] == value]
+    return bool(len(found))
 
 
 def _fast_markup(data: bytes) -> tuple[bytes, bool] | None:
@@ -433,10 +445,9 @@ def _fast_markup(data: bytes) -> tuple[bytes, bool] | None:
     tags = scan_tags(data)
     if tags is None:
         return None
-    first = keys8(tags, tags.lt)
-    if np.any((first & np.uint64(_key(b"<![CDATA")[1])) == np.uint64(_key(b"<![CDATA")[0])):
-        return None  # the general path inlines CDATA first
-    codes = _tag_codes(tags, first)
+    if np.any((tags.byte(1) == 33) & (tags.byte(2) == 91)):  # "<![": CDATA, which the general path inlines first
+        return None
+    codes = _tag_codes(tags)
     starts, lengths = tags.text_starts(), tags.text_lengths()
     _drop_prolog_space(data, tags, lengths)
     merged = merge_segments(starts, lengths, codes, tags.size)
