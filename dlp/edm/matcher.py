@@ -504,8 +504,8 @@ class Matcher:
         hashes: list[int] = []
         # First the kinds identifying fields use: without one of those in the index, nothing can match.
         # Numbers and e-mail addresses (the usual identifying kinds) inline: this runs on every message.
-        # A number's span is looked up only when a seed passes the filter: `spans` holds its place in
-        # `cand.numbers` (an int) until then.
+        # A number's span is cut only when it is needed (a seed, a hit): `where` holds its place in
+        # `cand.number_values` (an int) until then, other kinds their span.
         where: list[tuple[int, int] | int] = []
         numbers = cand.number_values if self._seed_digits or self._seed_phones else ()
         if numbers and self._seed_digits:
