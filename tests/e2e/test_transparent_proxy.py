@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.http_upstream import make_tls_material
@@ -81,6 +82,7 @@ class Gateway:
         self.data_dir = tmp / "dlp-data"
         self.dlp_output = tmp / "dlp.log"
         self.tls = make_tls_material(tmp / "tls", names=(TLS_NAME,))
+        self.dlp: subprocess.Popen[bytes] | None = None
 
     def start_upstream(self) -> None:
         self.record.touch()
@@ -99,27 +101,27 @@ class Gateway:
         does not need, and the test upstream's CA come from the command line / environment."""
         self.data_dir.mkdir(mode=0o700)
         shutil.chown(self.data_dir, "dlp", "dlp")
-        log = self.dlp_output.open("w")
-        self.net.spawn(
-            "gateway", "setpriv", "--reuid=dlp", "--regid=dlp", "--clear-groups",
-            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--",
-            str(REPO / ".venv" / "bin" / "dlp"), "serve", "--config", str(RECIPE / "dlp-transparent.toml"),
-            "--data-dir", str(self.data_dir), "--smtp-listen", "off", "--console-listen", "off",
-            "--metrics-listen", METRICS, "--workers", "1", *args,
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-            env={**os.environ, "HOME": str(self.data_dir), "DLP_PROXY_UPSTREAM_TRUSTED_CA": str(self.tls.ca_cert)})
+        with self.dlp_output.open("w") as log:  # the child keeps its own descriptor
+            proc = self.dlp = self.net.spawn(
+                "gateway", "setpriv", "--reuid=dlp", "--regid=dlp", "--clear-groups",
+                "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--",
+                sys.executable, "-m", "dlp", "serve", "--config", str(RECIPE / "dlp-transparent.toml"),
+                "--data-dir", str(self.data_dir), "--smtp-listen", "off", "--console-listen", "off",
+                "--metrics-listen", METRICS, "--workers", "1", *args,
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                env={**os.environ, "HOME": str(self.data_dir),
+                     "DLP_PROXY_UPSTREAM_TRUSTED_CA": str(self.tls.ca_cert)})
         deadline = time.monotonic() + 90
         while "dlp ready" not in self.log_text():
-            proc = self.net.processes[-1]
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("dlp serve did not start:\n" + self.log_text())
             time.sleep(0.1)
         assert f"0.0.0.0:{PROXY_PORT} (transparent proxy" in self.log_text(), self.log_text()
 
     def stop_dlp(self) -> None:
-        proc = self.net.processes[-1]
-        proc.terminate()
-        assert proc.wait(60) == 0, self.log_text()
+        assert self.dlp is not None
+        self.dlp.terminate()
+        assert self.dlp.wait(60) == 0, self.log_text()
 
     def log_text(self) -> str:
         return self.dlp_output.read_text(errors="replace")
@@ -128,7 +130,7 @@ class Gateway:
     def dlp_ca(self) -> Path:
         return self.data_dir / "mitmproxy" / "mitmproxy-ca-cert.pem"
 
-    def requests(self) -> list[dict[str, object]]:
+    def requests(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.record.read_text().splitlines()]
 
     def curl(self, *args: str) -> tuple[int, str]:

@@ -111,6 +111,9 @@ class GatewayNetwork:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream:
+                    stream.close()
         self.processes.clear()
         for name in reversed(self.created):
             run(["ip", "netns", "del", name], check=False)
