@@ -12,16 +12,29 @@ from dlp.model import Channel, ContentKind, Envelope, Message
 _FRAMING_HEADERS = frozenset({b"transfer-encoding", b"content-length"})
 
 
-def destination(request: http.Request) -> str:
+def destination(flow: http.HTTPFlow) -> str:
     """The URL without its query string or fragment: the query is content (inspected as part of the raw
-    request) and must not travel into alerts and incident listings as metadata."""
+    request) and must not travel into alerts and incident listings as metadata. Its host is where the
+    data really goes (see destination_host), which the policy's allow-lists are checked against."""
+    request = flow.request
     default_port = {"http": 80, "https": 443}.get(request.scheme)
-    host = request.pretty_host
+    host = destination_host(flow)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     authority = host if request.port == default_port else f"{host}:{request.port}"
     path = request.path.split("?", 1)[0].split("#", 1)[0]
     return f"{request.scheme}://{authority}{path or '/'}"
+
+
+def destination_host(flow: http.HTTPFlow) -> str:
+    """The server the request goes to: for HTTPS, the name the upstream certificate is verified for
+    (mitmproxy sends the client's SNI upstream and requires a certificate valid for it); otherwise the
+    host mitmproxy connects to (the URL's or the CONNECT's host as an explicit proxy, the kernel's
+    original destination address in transparent mode). Never the Host header on its own: a client can
+    write an allow-listed name there and send the data somewhere else."""
+    if flow.request.scheme == "https":
+        return flow.server_conn.sni or flow.client_conn.sni or flow.request.host
+    return flow.request.host
 
 
 def proxy_user(flow: http.HTTPFlow) -> str:
@@ -41,7 +54,7 @@ def envelope(flow: http.HTTPFlow) -> Envelope:
     return Envelope(
         client_address=client_address(flow),
         user=proxy_user(flow),
-        destination=destination(flow.request),
+        destination=destination(flow),
         method=flow.request.method,
     )
 

@@ -267,8 +267,6 @@ def test_iptables_recipe_redirects_agents_through_dlp(gateway: Callable[..., Gat
     gw.net.run("gateway", *script, "remove")  # removing what is already gone is not an error
 
 
-@pytest.mark.xfail(strict=True, reason="dlp allow-lists a web destination by the client's Host header, not by "
-                   "where the connection goes (dlp/channels/web_message.py destination() uses pretty_host)")
 def test_host_header_cannot_borrow_an_allowlisted_name(gateway: Callable[..., Gateway]) -> None:
     """An agent names an allow-listed host in the Host header of a plain-HTTP upload that the kernel sends
     to some other address: the allow-list must not apply, the card must not reach that address."""

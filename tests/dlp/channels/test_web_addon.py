@@ -304,7 +304,18 @@ def test_raw_request_keeps_the_encoded_body_and_drops_framing() -> None:
 
 def test_destination_has_no_query_string() -> None:
     flow = post(b"", path=f"/a/b?card={CARD}#frag")
-    assert destination(flow.request) == "http://address:22/a/b"
+    assert destination(flow) == "http://address:22/a/b"
+
+
+def test_destination_is_where_the_connection_goes_not_the_host_header() -> None:
+    """A Host header naming an allow-listed system must not stand in for the server the data reaches."""
+    flow = post(b"", headers={"host": "crm.client.test"})
+    assert flow.request.pretty_host == "crm.client.test"
+    assert destination(flow) == "http://address:22/upload"
+    flow.request.scheme = "https"
+    flow.client_conn.sni = "crm.client.test"  # sent upstream: the certificate must be valid for it
+    flow.server_conn.sni = None  # not connected yet (connection_strategy lazy)
+    assert destination(flow) == "https://crm.client.test:22/upload"
 
 
 def test_operator_template_is_used_and_escaped(tmp_path: Path) -> None:
