@@ -295,7 +295,8 @@ class EdmIndex:
 def _int_view(array: np.ndarray) -> Any:  # memoryview, or the array itself on a big-endian machine
     if sys.byteorder != "little":
         return array
-    return memoryview(array).cast("B").cast({1: "B", 4: "I", 8: "Q"}[array.dtype.itemsize])
+    code: Any = {1: "B", 4: "I", 8: "Q"}[array.dtype.itemsize]  # typeshed wants a literal format
+    return memoryview(array).cast("B").cast(code)
 
 
 def read_header(path: Path, data: bytes | mmap.mmap | None = None) -> dict[str, Any]:

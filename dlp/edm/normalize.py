@@ -340,6 +340,6 @@ def text_dates(text: str, lower: str | None = None) -> list[tuple[str, int, int]
     for pattern, day_group, month_group in ((_TEXT_DATE_DMY, 1, 2), (_TEXT_DATE_MDY, 2, 1)):
         for m in pattern.finditer(text):
             month = _month(m.group(month_group))
-            if month and (d := _safe_date(int(m.group(3)), month, int(m.group(day_group)))):
-                out.append((d.isoformat(), m.start(), m.end()))
+            if month and (day := _safe_date(int(m.group(3)), month, int(m.group(day_group)))):
+                out.append((day.isoformat(), m.start(), m.end()))
     return out
