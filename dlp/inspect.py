@@ -274,7 +274,11 @@ class _Worker:
 
 def _worker_main(conn: Connection, settings: Settings) -> None:
     """A worker process: say "ready", then answer each message with ("ok", verdict) or a failure."""
-    _init_worker(settings)
+    try:
+        _init_worker(settings)
+    except Exception as exc:  # a policy or an EDM index it cannot use: say why instead of dying silently
+        conn.send(("error", str(exc) or type(exc).__name__))
+        return
     conn.send(("ready", None))
     while True:
         try:
@@ -368,13 +372,17 @@ class InspectionPool:
 
     @staticmethod
     def _await_ready(worker: _Worker) -> None:
+        why = ""
         try:
-            if worker.conn.poll(120) and worker.conn.recv()[0] == "ready":
-                return
+            if worker.conn.poll(120):
+                status, detail = worker.conn.recv()
+                if status == "ready":
+                    return
+                why = f": {detail}"
         except (EOFError, OSError):
             pass
         worker.kill()
-        raise RuntimeError("an inspection worker did not start")
+        raise RuntimeError(f"an inspection worker did not start{why}")
 
     def _spawn_soon(self) -> None:
         """Replace a lost worker from a thread (forking and warming up must not block the loop)."""

@@ -100,7 +100,10 @@ async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> in
     store = open_store(settings)
     alerts = open_alerts(settings)
     pool = InspectionPool(settings)
-    await asyncio.to_thread(pool.start)
+    try:
+        await asyncio.to_thread(pool.start)
+    except RuntimeError as exc:  # the workers cannot build an inspector (an unusable EDM index, say)
+        raise ServeError(str(exc)) from None
     escalations = Escalations.from_settings(settings)  # aggregation windows + EDM cross-client contamination
     after_record = AlertsAndNotifications(alerts, notifications)  # both run once the incident is durable
     runtime = Runtime(settings, Pipeline(pool, store, after_record, escalations), store, alerts,

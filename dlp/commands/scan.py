@@ -79,6 +79,7 @@ def format_text(source: str, verdict: Verdict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from dlp import logs
+    from dlp.edm.index import EdmIndexError
     from dlp.inspect import Inspector
     from dlp.policy import PolicyError
     from dlp.replay import envelope_from_file
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     try:
         inspector = Inspector.from_settings(settings, policy_file=args.policy)
-    except PolicyError as exc:
+    except (PolicyError, EdmIndexError) as exc:
         raise UsageError(str(exc)) from None
     worst = Action.PASS
     for source, raw in _inputs(args.paths):

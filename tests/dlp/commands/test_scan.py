@@ -86,3 +86,19 @@ def test_no_raw_value_in_logs_even_at_debug(tmp_path: Path) -> None:
     everything = env_run.stdout + env_run.stderr
     for raw in (CARD, f"{CARD[:4]} {CARD[4:8]}", SSN, SSN.replace("-", "")):
         assert raw.encode() not in everything
+
+
+def test_an_unusable_edm_index_is_a_clear_error(tmp_path: Path) -> None:
+    """An index dlp cannot use (here: its key is missing) stops `dlp scan` and `dlp serve` with the
+    file's name and what to do, not a traceback and not an inspection that silently skips EDM."""
+    data = tmp_path / "d"
+    (data / "edm").mkdir(parents=True)
+    (data / "edm" / "acme.idx").write_bytes(b"not an index")
+    (tmp_path / "clean.txt").write_bytes(b"Meeting at 10:30.\n")
+    result = scan(str(tmp_path / "clean.txt"), data_dir=data)
+    assert result.returncode == 2
+    assert "dlp: error:" in result.stderr.decode() and "acme.idx" in result.stderr.decode()
+    served = subprocess.run([sys.executable, "-m", "dlp", "serve", "--data-dir", str(data)],
+                            capture_output=True, timeout=180)
+    assert served.returncode != 0
+    assert "acme.idx" in served.stderr.decode() and "re-index" in served.stderr.decode()
