@@ -193,7 +193,7 @@ def test_a_killed_worker_keeps_its_pipe_open_until_a_large_write_ends() -> None:
     from dlp.inspect import _Worker
 
     ours, theirs = multiprocessing.Pipe()
-    process = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,), daemon=True)
+    process = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,), daemon=True)
     process.start()
     worker = _Worker(process, ours)
     worker.send_soon(b"x" * (4 * 1024 * 1024))  # far more than a pipe holds: the write blocks
