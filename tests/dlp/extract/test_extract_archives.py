@@ -9,8 +9,6 @@ import io
 import lzma
 import struct
 import tarfile
-import time
-import tracemalloc
 import zipfile
 import zlib
 
@@ -19,6 +17,7 @@ import pytest
 from dlp.config import Limits
 from dlp.extract import Extraction, extract, extract_file
 from dlp.model import ContentKind, Reason
+from tests.helpers.measure import peak_memory
 
 PAN = "4111111111111111"
 CSV = f"name,card\nBob,{PAN}\n".encode()
@@ -103,20 +102,11 @@ def _zip_raw_deflate(name: str, raw: bytes, size: int, crc: int) -> bytes:
     return local + raw + central + end
 
 
-def _peak(fn: object) -> tuple[object, int, float]:
-    tracemalloc.start()
-    started = time.monotonic()
-    try:
-        result = fn()  # type: ignore[operator]
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak, time.monotonic() - started
 
 
 def test_d3_recursive_zip_bomb_stops_within_memory() -> None:
     bomb = _recursive_bomb(levels=3, copies=8, leaf_bytes=16 * MiB)  # 8^3 leaves x 16 MiB = 8 GiB
-    e, peak, elapsed = _peak(lambda: extract_file(bomb, "42.zip"))
+    e, peak, elapsed = peak_memory(lambda: extract_file(bomb, "42.zip"))
     assert reasons(e) & {Reason.ARCHIVE_LIMITS_EXCEEDED, Reason.DECOMPRESSION_RATIO_EXCEEDED}
     assert Reason.ARCHIVE_LIMITS_EXCEEDED in reasons(e) or Reason.DECOMPRESSION_RATIO_EXCEEDED in reasons(e)
     assert peak < 96 * MiB, peak
@@ -161,7 +151,7 @@ def test_d5_gigabyte_of_zeros_deflated() -> None:
     raw, _ = deflated_zeros(1024)
     gz = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + raw + struct.pack("<II", 0, 0)
     assert len(gz) < 2 * MiB
-    e, peak, elapsed = _peak(lambda: extract_file(gz, "zeros.gz"))
+    e, peak, elapsed = peak_memory(lambda: extract_file(gz, "zeros.gz"))
     assert reasons(e) == {Reason.DECOMPRESSION_RATIO_EXCEEDED}
     assert peak < 32 * MiB and elapsed < 5
     e = extract_file(_zip_raw_deflate("zeros.bin", raw, 1024 * MiB, 0), "zeros.zip")

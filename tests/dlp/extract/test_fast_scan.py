@@ -18,6 +18,7 @@ from dlp.extract import documents, extract_file, xmltext
 from dlp.extract.documents import SharedTable, shared_strings, sheet_text
 from dlp.extract.sheets import FastSheets
 from dlp.model import Reason
+from tests.helpers.measure import peak_memory
 
 PAN = "4556737586899855"
 NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
@@ -215,18 +216,6 @@ def test_member_reader_bad_crc_and_truncation_are_undecodable() -> None:
 # --------------------------------------------------------------------------------- hostile shapes
 
 
-def _peak(fn: object) -> tuple[object, int, float]:
-    import time
-    import tracemalloc
-
-    tracemalloc.start()
-    started = time.monotonic()
-    try:
-        result = fn()  # type: ignore[operator]
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    return result, peak, time.monotonic() - started
 
 
 @pytest.mark.parametrize("cell", ['<c r="A1" s="1"/>', "<c><v>1</v></c>", '<c t="s" r="A1"><v>0</v></c>', "<a/>"])
@@ -237,7 +226,7 @@ def test_tag_dense_sheets_stay_bounded(cell: str) -> None:
     sst = f"<sst {NS}><si><t>{PAN}</t></si></sst>".encode()
     fast = FastSheets.read(sst)
     assert fast is not None
-    text, peak, elapsed = _peak(lambda: fast.sheet_text(sheet))
+    text, peak, elapsed = peak_memory(lambda: fast.sheet_text(sheet))
     assert peak < 25 * len(sheet) and elapsed < 20
     if text is not None and "t=" in cell:
         assert text.count(PAN) == count  # type: ignore[union-attr]
@@ -245,7 +234,7 @@ def test_tag_dense_sheets_stay_bounded(cell: str) -> None:
 
 def test_tag_dense_markup_stays_bounded() -> None:
     data = b"<w:p>" + b"<w:t>1</w:t><w:tab/>" * (4 * 1024 * 1024 // 20) + b"</w:p>"
-    text, peak, elapsed = _peak(lambda: xmltext.markup_text(data))
+    text, peak, elapsed = peak_memory(lambda: xmltext.markup_text(data))
     assert peak < 25 * len(data) and elapsed < 20
     assert str(text).count("1") == 4 * 1024 * 1024 // 20
 
