@@ -15,21 +15,14 @@ import zlib
 import pytest
 
 from dlp.config import Limits
-from dlp.extract import Extraction, extract, extract_file
+from dlp.extract import extract, extract_file
 from dlp.model import ContentKind, Reason
+from tests.helpers.extraction import parts, reasons
 from tests.helpers.measure import peak_memory
 
 PAN = "4111111111111111"
 CSV = f"name,card\nBob,{PAN}\n".encode()
 MiB = 1024 * 1024
-
-
-def parts(e: Extraction) -> dict[str, str]:
-    return {p.location: p.text for p in e.parts}
-
-
-def reasons(e: Extraction) -> set[Reason]:
-    return {u.reason for u in e.uninspected}
 
 
 def make_zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:

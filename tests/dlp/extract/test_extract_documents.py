@@ -12,18 +12,11 @@ from openpyxl.comments import Comment
 from pypdf import PdfReader, PdfWriter
 
 from dlp.bench.extract import assemble_pdf
-from dlp.extract import Extraction, extract_file
+from dlp.extract import extract_file
 from dlp.model import Reason
+from tests.helpers.extraction import parts, reasons
 
 PAN = "4111111111111111"
-
-
-def parts(e: Extraction) -> dict[str, str]:
-    return {p.location: p.text for p in e.parts}
-
-
-def reasons(e: Extraction) -> set[Reason]:
-    return {u.reason for u in e.uninspected}
 
 
 def make_zip(members: dict[str, str | bytes]) -> bytes:

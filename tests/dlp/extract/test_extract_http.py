@@ -15,21 +15,11 @@ import pytest
 import zstandard
 
 from dlp.config import Limits
-from dlp.extract import Extraction, extract, extract_http_body, extract_http_request
+from dlp.extract import extract, extract_http_body, extract_http_request
 from dlp.model import ContentKind, Reason
+from tests.helpers.extraction import parts, reasons
 
 PAN = "4111111111111111"
-
-
-def parts(e: Extraction) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in e.parts:
-        out[p.location] = out.get(p.location, "") + p.text
-    return out
-
-
-def reasons(e: Extraction) -> set[Reason]:
-    return {u.reason for u in e.uninspected}
 
 
 def request(body: bytes, *headers: str, target: str = "/upload") -> bytes:

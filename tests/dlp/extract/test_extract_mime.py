@@ -13,19 +13,9 @@ import zipfile
 from dlp.config import Limits
 from dlp.extract import Extraction, extract, extract_email
 from dlp.model import ContentKind, Reason
+from tests.helpers.extraction import parts, reasons
 
 PAN = "4111111111111111"
-
-
-def parts(e: Extraction) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for p in e.parts:
-        out[p.location] = out.get(p.location, "") + p.text
-    return out
-
-
-def reasons(e: Extraction) -> set[Reason]:
-    return {u.reason for u in e.uninspected}
 
 
 def found(e: Extraction, needle: str = PAN) -> list[str]:

@@ -19,15 +19,12 @@ from hypothesis import strategies as st
 from dlp.config import Limits
 from dlp.extract import Extraction, extract, extract_email, extract_file, extract_http_request
 from dlp.model import ContentKind, Reason
+from tests.helpers.extraction import reasons
 
 PAN = "4111111111111111"
 CORPUS = Path(sysconfig.get_path("stdlib")) / "test" / "test_email" / "data"
 FUZZ_EXAMPLES = int(os.environ.get("DLP_FUZZ_EXAMPLES", "150"))
 SMALL = Limits(time_budget_seconds=2.0, member_bytes=4 * 1024 * 1024, total_extracted_bytes=16 * 1024 * 1024)
-
-
-def reasons(e: Extraction) -> set[Reason]:
-    return {u.reason for u in e.uninspected}
 
 
 @pytest.mark.skipif(not CORPUS.is_dir(), reason="CPython's test_email corpus is not installed")

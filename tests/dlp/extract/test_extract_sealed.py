@@ -14,13 +14,10 @@ import pytest
 from dlp.extract import Extraction, extract_email, extract_file
 from dlp.model import Reason
 from tests.dlp.extract.cfb_writer import biff_workbook, ppt_current_user, word_fib, write_cfb
+from tests.helpers.extraction import reasons
 
 PAN = "4111111111111111"
 SECRET = f"name,card\nAlice,{PAN}\n".encode()
-
-
-def reasons(e: Extraction) -> set[Reason]:
-    return {u.reason for u in e.uninspected}
 
 
 def text_of(e: Extraction) -> str:

@@ -19,6 +19,7 @@ from dlp.config import Limits
 from dlp.extract import Extraction, extract_email, extract_file
 from dlp.extract.pkcs7 import ID_COMPRESSED, ID_DATA, ID_SIGNED
 from dlp.model import Reason
+from tests.helpers.extraction import reasons
 
 PAN = "4111111111111111"
 INNER = f"Content-Type: text/plain; charset=utf-8\r\n\r\nCustomer card {PAN} exp 12/27\r\n".encode()
@@ -43,10 +44,6 @@ def sign(signer: tuple[x509.Certificate, rsa.RSAPrivateKey], data: bytes, encodi
     cert, key = signer
     builder = pkcs7.PKCS7SignatureBuilder().set_data(data).add_signer(cert, key, hashes.SHA256())
     return builder.sign(encoding, options or [])
-
-
-def reasons(e: Extraction) -> set[Reason]:
-    return {u.reason for u in e.uninspected}
 
 
 def found(e: Extraction) -> list[str]:

@@ -7,16 +7,13 @@ import io
 import time
 import zipfile
 
-from dlp.extract import Extraction, extract_file
+from dlp.extract import extract_file
 from dlp.extract.documents import SharedTable, shared_strings, sheet_text
 from dlp.extract.xmltext import markup_text
+from tests.helpers.extraction import parts
 
 PAN = "4111111111111111"
 NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
-
-
-def parts(e: Extraction) -> dict[str, str]:
-    return {p.location: p.text for p in e.parts}
 
 
 def workbook(sheet_xml: str, shared_xml: str) -> bytes:
