@@ -76,20 +76,6 @@ def run_shape(text: str, start: int, end: int) -> RunShape:
     return RunShape(groups, digits, "".join(layout))
 
 
-def windows(groups: list[Group], shortest: int, longest: int):
-    """Yield (first, last, digits) for every run of consecutive groups with shortest..longest digits.
-    Bounded: each start extends only while the digit count can still fit."""
-    n = len(groups)
-    for i in range(n):
-        digits = ""
-        for j in range(i, n):
-            digits += groups[j].digits
-            size = len(digits)
-            if size > longest:
-                break
-            if size >= shortest:
-                yield i, j, digits
-
 
 def separators_between(text: str, groups: list[Group], first: int, last: int) -> list[str]:
     return [text[groups[k].end : groups[k + 1].start] for k in range(first, last)]
@@ -126,10 +112,3 @@ def word_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
         return re.escape(word) + tail
 
     return re.compile("|".join(bounded(w) for w in sorted(words, key=len, reverse=True)))
-
-
-def boundary_ok(text: str, start: int, end: int) -> bool:
-    """The span is not glued to a letter or digit on either side (e.g. part of an id like AB1234...)."""
-    before = text[start - 1] if start > 0 else " "
-    after = text[end] if end < len(text) else " "
-    return not (before.isalnum() or after.isalnum())

@@ -195,11 +195,3 @@ def _inside_longer(text: str, groups: list[Group], first: int, last: int, covere
         return text[groups[lo].end : groups[hi].start] == sep
 
     return joined(first - 1, first - 1, first, first - 2) or joined(last + 1, last, last + 1, last + 2)
-
-
-def _edges_ok(text: str, g0: Group, g1: Group) -> bool:
-    """Not glued to a letter (a reference such as INV4111...): the characters at both edges of the
-    window are separators or punctuation."""
-    before = text[g0.start - 1] if g0.start > 0 else " "
-    after = text[g1.end] if g1.end < len(text) else " "
-    return not (before.isalnum() or after.isalnum())

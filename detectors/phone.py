@@ -30,7 +30,6 @@ REFERENCE_WORDS = frozenset({"invoice", "inv", "order", "ref", "ticket", "tracki
                    "claim", "receipt", "item", "part", "model", "version", "build"})
 _FORMAT = re.compile(r"^\+?[\d\s().\-]+$")
 _GROUPS = re.compile(r"[0-9]+")
-_GROUP_SPANS = _GROUPS
 _SEPS = re.compile(r"(?<=[0-9])[^0-9]+(?=[0-9])")
 
 
@@ -99,7 +98,7 @@ class PhoneDetector(Detector):
                 continue
             # Several numbers in one run ("+1 917 614 4603 3555 9103 ..."): try the group-aligned
             # windows, longest first from each start.
-            groups = list(_GROUP_SPANS.finditer(t, s, e))
+            groups = list(_GROUPS.finditer(t, s, e))
             if len(groups) < 2:
                 continue
             # digits[k] = number of digits in groups[:k]: a window's size without building it.
