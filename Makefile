@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The detection hot path that setup.py compiles with mypyc into modules beside their sources: rebuilt
 # whenever one of these sources changes, so that an edited .py never hides behind a stale .so.
 NATIVE := $(VENV)/.native
-NATIVE_SOURCES := setup.py $(shell sed -n 's/^    "\(.*\.py\)",$$/\1/p' setup.py)  # setup.py's COMPILED list
+NATIVE_SOURCES := setup.py $(shell sed -n 's/^    "\(.*\.py\)",$$/\1/p' setup.py) $(wildcard dlp/*/*.c)  # COMPILED, C
 DATA_DIR ?= $(CURDIR)/.dlp-data
 
 .PHONY: run test lint venv clean bench
@@ -38,4 +38,4 @@ bench: $(NATIVE)
 	$(VENV)/bin/dlp bench
 
 clean:
-	rm -rf $(VENV) .dlp-data .pytest_cache build *.so detectors/*.so dlp/*.so
+	rm -rf $(VENV) .dlp-data .pytest_cache build *.so detectors/*.so dlp/*.so dlp/*/*.so

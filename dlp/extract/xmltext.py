@@ -12,6 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import re2
 
+try:  # the compiled scanner for regular markup (setup.py); without it, the Python paths below
+    from dlp.extract import _markup
+except ImportError:
+    _markup = None
+
 # Structure tags, each rewritten in place to a tag of the same length followed by its separator
 # ("</w:p>" -> "<w:p>\n"): a same-length bytes.replace is a copy plus patches, so cheap. Covers
 # WordprocessingML (w:), DrawingML (a:), OpenDocument (text:, table:) and XHTML-like plain XML. A family
@@ -130,19 +135,27 @@ def _after_tags(data: bytes, start: bytes, separator: bytes) -> bytes:
     return b"".join(out)
 
 
-def _mark_structure(data: bytes) -> bytes:
+def structure_rules(data: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+    """({structure tag: separator}, {start of a self-closing tag with attributes: separator}) of the
+    families whose prefix shows in the part's head; the plain XML tags when none does."""
     head = data[:_HEAD]
-    found = False
-    for probe, tags, attributed in _FAMILIES:
+    tags: dict[bytes, bytes] = {}
+    attributed: dict[bytes, bytes] = {}
+    for probe, family, family_attributed in _FAMILIES:
         if probe in head:
-            found = True
-            data = _mark(data, tags, attributed)
-    return data if found else _mark(data, _PLAIN, {})
+            tags.update(family)
+            attributed.update(family_attributed)
+    return (tags, attributed) if tags else (_PLAIN, {})
+
+
+def _mark_structure(data: bytes) -> bytes:
+    return _mark(data, *structure_rules(data))
 
 
 def markup_text(xml: str | bytes) -> str:
     data = xml.encode("utf-8", "surrogatepass") if isinstance(xml, str) else xml
-    fast = _fast_markup(data)
+    scanned = _markup.text(data, *structure_rules(data), True) if _markup is not None else None
+    fast = (scanned, True) if scanned is not None else _fast_markup(data)
     if fast is None and b"<![CDATA[" in data:
         data = inline_cdata(data)
         fast = _fast_markup(data)
