@@ -254,8 +254,432 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------- worksheets */
+
+/* The first `lit` in p[from:n], or -1. */
+static Py_ssize_t
+find(const char *p, Py_ssize_t n, Py_ssize_t from, const char *lit, Py_ssize_t len)
+{
+    while (from + len <= n) {
+        const char *hit = memchr(p + from, lit[0], (size_t)(n - from));
+        if (hit == NULL) {
+            return -1;
+        }
+        Py_ssize_t at = hit - p;
+        if (at + len <= n && memcmp(hit, lit, (size_t)len) == 0) {
+            return at;
+        }
+        from = at + 1;
+    }
+    return -1;
+}
+
+static Py_ssize_t
+rfind(const char *p, Py_ssize_t n, const char *lit, Py_ssize_t len)
+{
+    Py_ssize_t last = -1, at = find(p, n, 0, lit, len);
+    while (at >= 0) {
+        last = at;
+        at = find(p, n, at + 1, lit, len);
+    }
+    return last;
+}
+
+/* The next tag in p[from:n]: 1 with its "<" and ">" offsets, 0 when no "<" is left, -1 when a "<"
+   has no ">" before the next "<" (not regular). */
+static int
+next_tag(const char *p, Py_ssize_t n, Py_ssize_t from, Py_ssize_t *lt, Py_ssize_t *gt)
+{
+    if (from >= n) {
+        return 0;
+    }
+    const char *open = memchr(p + from, '<', (size_t)(n - from));
+    if (open == NULL) {
+        return 0;
+    }
+    const char *q = open + 1, *end = p + n;
+    while (q < end && *q != '>' && *q != '<') {
+        q++;
+    }
+    if (q == end || *q == '<') {
+        return -1;
+    }
+    *lt = open - p;
+    *gt = q - p;
+    return 1;
+}
+
+/* Whether the tag p[lt:gt+1] is `lit`, or starts with it. */
+static int
+is_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt, const char *lit, Py_ssize_t len)
+{
+    return gt - lt + 1 == len && memcmp(p + lt, lit, (size_t)len) == 0;
+}
+
+static int
+starts_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt, const char *lit, Py_ssize_t len)
+{
+    return gt - lt + 1 >= len && memcmp(p + lt, lit, (size_t)len) == 0;
+}
+
+static int
+is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+enum { OTHER, FORMULA, SHARED_VALUE };
+#define NOT_REGULAR (-2)
+#define SHARED_REACH 256  /* documents._SHARED_VALUE: t="s" at most this far from its tag's end */
+
+/* Whether the cell tag p[lt:gt+1] says t="s" (or t='s') after a space, as documents._SHARED_VALUE
+   finds it; NOT_REGULAR for one only farther from the tag's end than that pattern reaches. */
+static int
+shared_cell(const char *p, Py_ssize_t lt, Py_ssize_t gt)
+{
+    int far = 0;
+    for (Py_ssize_t at = lt; at + 6 <= gt; at++) {
+        if (p[at] == ' ' && p[at + 1] == 't' && p[at + 2] == '=' && (p[at + 3] == '"' || p[at + 3] == '\'')
+            && p[at + 4] == 's' && p[at + 5] == p[at + 3]) {
+            if (gt - (at + 6) <= SHARED_REACH) {
+                return 1;
+            }
+            far = 1;
+        }
+    }
+    return far ? NOT_REGULAR : 0;
+}
+
+/* What a tag starting "<f" is: FORMULA (opens a formula), 0 (closes itself, or names another
+   element such as <font>), or NOT_REGULAR (a name the Unicode "\b" of _FORMULA may read either way). */
+static int
+formula_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt)
+{
+    unsigned char next = (unsigned char)p[lt + 2];
+    if (next == '>' || is_space((char)next)) {
+        return p[gt - 1] == '/' ? 0 : FORMULA;
+    }
+    if (next == '/' || next == '_' || (next >= '0' && next <= '9') || ((next | 0x20) >= 'a' && (next | 0x20) <= 'z')) {
+        return 0;
+    }
+    return NOT_REGULAR;
+}
+
+/* The shared string a shared cell's value names, appended to `out`: the value is 1 to 12 digits with
+   spaces or line breaks around (documents._LEFTOVER_VALUE); 9 digits at most name a string, an index
+   past the table names none. 0 done, 1 not a number (the value stays as text), -1 error. */
+static int
+put_shared(Out *out, const char *p, Py_ssize_t from, Py_ssize_t to, PyObject *strings, char *used,
+           Py_ssize_t used_len)
+{
+    while (from < to && (p[from] == ' ' || p[from] == '\r' || p[from] == '\n')) {
+        from++;
+    }
+    while (to > from && (p[to - 1] == ' ' || p[to - 1] == '\r' || p[to - 1] == '\n')) {
+        to--;
+    }
+    if (to - from < 1 || to - from > 12) {
+        return 1;
+    }
+    Py_ssize_t index = 0;
+    for (Py_ssize_t i = from; i < to; i++) {
+        if (p[i] < '0' || p[i] > '9') {
+            return 1;
+        }
+        index = index * 10 + (p[i] - '0');
+    }
+    if (to - from >= 10 || index >= PyList_GET_SIZE(strings) || index >= used_len) {
+        return 0;
+    }
+    PyObject *string = PyList_GET_ITEM(strings, index);
+    if (!PyBytes_Check(string)) {
+        PyErr_SetString(PyExc_TypeError, "shared strings are bytes");
+        return -1;
+    }
+    used[index] = 1;
+    return put(out, PyBytes_AS_STRING(string), PyBytes_GET_SIZE(string));
+}
+
+PyDoc_STRVAR(sheet_doc,
+"sheet(data, strings, used) -> bytes | None\n\n"
+"A worksheet as documents.sheet_text reads it, before its last string rules (trailing tabs and line\n"
+"breaks, entities): rows as lines, cells ended by tabs, formulas left out, each shared-string cell's\n"
+"value replaced by its string from `strings` (bytes), marked in `used` (a bytearray as long).\n"
+"None for markup this does not read exactly as that function does.");
+
+static PyObject *
+sheet(PyObject *module, PyObject *args)
+{
+    Py_buffer data, used;
+    PyObject *strings;
+    if (!PyArg_ParseTuple(args, "y*O!w*", &data, &PyList_Type, &strings, &used)) {
+        return NULL;
+    }
+    Out out = {NULL, 0, 0};
+    PyObject *result = NULL;
+    const char *p = data.buf;
+    Py_ssize_t n = data.len;
+    int regular = 1;
+    if (memchr(p, 0, (size_t)n) != NULL || memchr(p, 1, (size_t)n) != NULL) {
+        regular = 0;  /* sheet_text's own markers */
+        goto finish;
+    }
+    Py_ssize_t region_start = find(p, n, 0, "<sheetData>", 11);
+    Py_ssize_t region_end = rfind(p, n, "</sheetData>", 12);
+    int region = region_start >= 0 && region_start < region_end;
+    /* _FORMULA deletes formulas (<f .../>, and <f ...>text</f> with their text) when a "</f>" exists.
+       A deleted formula is not there for what follows: a <v> right after it follows the tag before it. */
+    int formulas = find(p, n, 0, "</f>", 4) >= 0;
+    Py_ssize_t pos = 0, lt = 0, gt = 0;
+    Py_ssize_t previous_lt = -1, previous_gt = -1;  /* the last tag that stays */
+    Py_ssize_t joined = -1;  /* where a tag starts that directly follows it (formulas deleted between) */
+    Py_ssize_t formula_lt = -1, formula_gt = -1;  /* an open <f ...>, while its fate is unknown */
+    int previous = OTHER, any = 0;
+    for (;;) {
+        int found = next_tag(p, n, pos, &lt, &gt);
+        if (found < 0) {
+            regular = 0;
+            break;
+        }
+        Py_ssize_t text_end = found ? lt : n;
+        if (memchr(p + pos, '>', (size_t)(text_end - pos)) != NULL) {
+            regular = 0;  /* a ">" in text: the shared-value patterns could match across it */
+            break;
+        }
+        int formula_ends = previous == FORMULA && found && is_tag(p, lt, gt, "</f>", 4);
+        if (previous == FORMULA && !formula_ends) {  /* not <f>text</f>: the <f ...> stays, a tag */
+            joined = formula_gt + 1;
+            previous_lt = formula_lt;
+            previous_gt = formula_gt;
+            previous = OTHER;
+        }
+        if (any) {  /* text before the first tag is not a text node */
+            int status = 1;
+            if (previous == SHARED_VALUE) {
+                if (!found || !is_tag(p, lt, gt, "</v>", 4) || gt + 5 > n || memcmp(p + gt + 1, "</c>", 4) != 0) {
+                    regular = 0;  /* the value does not end its cell: _LEFTOVER_VALUE's territory */
+                    break;
+                }
+                status = put_shared(&out, p, pos, text_end, strings, used.buf, used.len);
+            }
+            else if (formula_ends) {
+                status = 0;  /* a formula's text is not the cell's value */
+            }
+            if (status < 0 || (status == 1 && put(&out, p + pos, text_end - pos) < 0)) {
+                goto finish;
+            }
+        }
+        if (!found) {
+            break;
+        }
+        pos = gt + 1;
+        Py_ssize_t len = gt - lt + 1;
+        if (formula_ends) {
+            if (formula_lt == joined) {
+                joined = gt + 1;
+            }
+            previous = OTHER;
+            continue;
+        }
+        if (len >= 3 && p[lt + 1] == '!' && p[lt + 2] == '[') {
+            regular = 0;  /* CDATA */
+            break;
+        }
+        int kind = OTHER;
+        if (len >= 3 && p[lt + 1] == 'f') {
+            kind = formula_tag(p, lt, gt);
+            if (kind == NOT_REGULAR) {
+                regular = 0;
+                break;
+            }
+            int deleted = formulas && kind == 0 && p[gt - 1] == '/'
+                          && (p[lt + 2] == '/' || is_space(p[lt + 2]));
+            if ((kind == FORMULA || deleted) && !any) {
+                regular = 0;  /* deleted before the first tag: what counts as text before it moves */
+                break;
+            }
+            if (kind == FORMULA) {
+                formula_lt = lt;
+                formula_gt = gt;
+                previous = FORMULA;
+                continue;
+            }
+            if (deleted) {
+                if (lt == joined) {
+                    joined = gt + 1;
+                }
+                continue;
+            }
+        }
+        if (!any && is_tag(p, lt, gt, "</v>", 4)) {
+            regular = 0;  /* "</v></c>" puts its tab before "</v>": in the text before the first tag */
+            break;
+        }
+        any = 1;
+        const char *separator = NULL;
+        if (p[lt + 1] == '/') {
+            separator = is_tag(p, lt, gt, "</c>", 4) ? "\t" : is_tag(p, lt, gt, "</row>", 6) ? "\n" : NULL;
+        }
+        else if (p[gt - 1] == '/' && len >= 3) {
+            if (starts_tag(p, lt, gt, "<row ", 5)) {
+                separator = "\n";
+            }
+            else if (region) {
+                if (lt >= region_start && gt < region_end && len >= 4 && p[gt - 2] == '"') {
+                    separator = "\t";  /* sheet_text: an empty cell ('"/>') in sheetData */
+                }
+            }
+            else if (starts_tag(p, lt, gt, "<c ", 3)) {
+                separator = "\t";
+            }
+        }
+        else if (is_tag(p, lt, gt, "<v>", 3) && lt == joined && previous_lt >= 0) {
+            int shared = shared_cell(p, previous_lt, previous_gt);
+            if (shared == NOT_REGULAR) {
+                regular = 0;
+                break;
+            }
+            kind = shared ? SHARED_VALUE : OTHER;
+        }
+        if (separator != NULL && put(&out, separator, 1) < 0) {
+            goto finish;
+        }
+        previous = kind;
+        previous_lt = lt;
+        previous_gt = gt;
+        joined = gt + 1;
+    }
+    if (!any) {
+        regular = 0;  /* no tag at all: sheet_text keeps the whole input */
+    }
+    if (regular) {
+        drop_tabs_before_breaks(&out);
+    }
+    result = regular ? PyBytes_FromStringAndSize(out.buf ? out.buf : "", out.len) : Py_NewRef(Py_None);
+finish:
+    if (result == NULL && !PyErr_Occurred()) {
+        result = Py_NewRef(Py_None);
+    }
+    PyMem_Free(out.buf);
+    PyBuffer_Release(&used);
+    PyBuffer_Release(&data);
+    return result;
+}
+
+/* The last (up to) 9 bytes of what has been kept so far, `kept` more appended. */
+static void
+keep_tail(char *tail, int *tail_len, const char *kept, Py_ssize_t len)
+{
+    if (len >= 9) {
+        memcpy(tail, kept + len - 9, 9);
+        *tail_len = 9;
+        return;
+    }
+    int old = *tail_len < 9 - (int)len ? *tail_len : 9 - (int)len;
+    memmove(tail, tail + *tail_len - old, (size_t)old);
+    memcpy(tail + old, kept, (size_t)len);
+    *tail_len = old + (int)len;
+}
+
+PyDoc_STRVAR(strings_doc,
+"strings(data) -> (list[bytes], bool) | None\n\n"
+"The shared-string table of sharedStrings.xml as documents.shared_strings splits it (entities still\n"
+"escaped, phonetic guides cut out), before it drops a last string of whitespace; and whether the\n"
+"table's body, guides cut, ends with \"</t></si>\" (shared_strings then drops a second one).\n"
+"None for markup this does not read exactly as that function does.");
+
+static PyObject *
+strings(PyObject *module, PyObject *args)
+{
+    Py_buffer data;
+    if (!PyArg_ParseTuple(args, "y*", &data)) {
+        return NULL;
+    }
+    const char *p = data.buf;
+    Py_ssize_t n = data.len;
+    Out piece = {NULL, 0, 0};
+    PyObject *list = PyList_New(0), *result = NULL;
+    char tail[9];
+    int tail_len = 0;
+    if (list == NULL) {
+        goto finish;
+    }
+    Py_ssize_t start = find(p, n, 0, "<si", 3);
+    if (start < 0) {
+        result = Py_BuildValue("(Oi)", list, 0);
+        goto finish;
+    }
+    Py_ssize_t end = rfind(p, n, "</sst>", 6);
+    if (end < 0) {
+        end = n;
+    }
+    else if (end < start) {
+        end = start;  /* "</sst>" before the first string: shared_strings reads nothing */
+    }
+    if (memchr(p + start, 0, (size_t)(end - start)) != NULL) {
+        result = Py_NewRef(Py_None);  /* shared_strings' own separator */
+        goto finish;
+    }
+    Py_ssize_t pos = start, lt = 0, gt = 0, kept_from = start;
+    for (;;) {
+        int found = next_tag(p, end, pos, &lt, &gt);
+        if (found < 0) {
+            result = Py_NewRef(Py_None);
+            goto finish;
+        }
+        if (put(&piece, p + pos, (found ? lt : end) - pos) < 0) {
+            goto finish;
+        }
+        if (!found) {
+            break;
+        }
+        if (starts_tag(p, lt, gt, "<rPh", 4)) {  /* phonetic guide: cut up to its end, tags and all */
+            Py_ssize_t close = find(p, end, lt + 4, "</rPh>", 6);
+            if (close < 0) {
+                result = Py_NewRef(Py_None);
+                goto finish;
+            }
+            keep_tail(tail, &tail_len, p + kept_from, lt - kept_from);
+            pos = kept_from = close + 6;
+            continue;
+        }
+        int ends_string = is_tag(p, lt, gt, "</si>", 5);
+        if (!ends_string && starts_tag(p, lt, gt, "<si", 3) && p[gt - 1] == '/') {
+            ends_string = 1;  /* <si/>, <si />: an empty string */
+            for (Py_ssize_t i = lt + 3; i < gt - 1; i++) {
+                ends_string &= is_space(p[i]);
+            }
+        }
+        if (ends_string) {
+            PyObject *string = PyBytes_FromStringAndSize(piece.buf ? piece.buf : "", piece.len);
+            if (string == NULL || PyList_Append(list, string) < 0) {
+                Py_XDECREF(string);
+                goto finish;
+            }
+            Py_DECREF(string);
+            piece.len = 0;
+        }
+        pos = gt + 1;
+    }
+    PyObject *last = PyBytes_FromStringAndSize(piece.buf ? piece.buf : "", piece.len);
+    if (last == NULL || PyList_Append(list, last) < 0) {
+        Py_XDECREF(last);
+        goto finish;
+    }
+    Py_DECREF(last);
+    keep_tail(tail, &tail_len, p + kept_from, end - kept_from);
+    result = Py_BuildValue("(Oi)", list, tail_len == 9 && memcmp(tail, "</t></si>", 9) == 0);
+finish:
+    Py_XDECREF(list);
+    PyMem_Free(piece.buf);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"text", text, METH_VARARGS, text_doc},
+    {"sheet", sheet, METH_VARARGS, sheet_doc},
+    {"strings", strings, METH_VARARGS, strings_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,7 +19,7 @@ from dlp.extract.budget import Budget, DecodeError, LimitHit
 from dlp.extract.cfb import CompoundFile, office_encryption
 from dlp.extract.files import Where, add_text, extract_bytes, printable_strings
 from dlp.extract.rtf import rtf_text
-from dlp.extract.sheets import FastSheets
+from dlp.extract.sheets import CompiledSheets
 from dlp.extract.sniff import FileType
 from dlp.extract.xmltext import cut_sections, markup_text
 from dlp.model import Reason
@@ -102,7 +102,7 @@ def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
         if path:
             named[path] = a.get("name", path)
     sheets = sorted((n for n in members if n.startswith("xl/worksheets/") and n.endswith(".xml")), key=_natural)
-    if _fast_sheets(members, sheets, named, where, budget):
+    if _compiled_sheets(members, sheets, named, where, budget):
         return
     shared = shared_strings(members.get("xl/sharedStrings.xml", b"").decode("utf-8", "replace"))
     table = SharedTable(shared)
@@ -119,11 +119,11 @@ def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
                  budget, "text/plain")
 
 
-def _fast_sheets(members: dict[str, bytes], sheets: list[str], named: dict[str, str], where: Where,
-                 budget: Budget) -> bool:
-    """_xlsx by the vectorised reading (sheets.py); False, with nothing recorded, when it does not
-    apply to every sheet of this workbook."""
-    table = FastSheets.read(members.get("xl/sharedStrings.xml", b""))
+def _compiled_sheets(members: dict[str, bytes], sheets: list[str], named: dict[str, str], where: Where,
+                     budget: Budget) -> bool:
+    """_xlsx by the compiled reading (sheets.py); False, with nothing recorded, when it does not apply
+    to every sheet of this workbook."""
+    table = CompiledSheets.read(members.get("xl/sharedStrings.xml", b""))
     if table is None:
         return False
     texts = []

@@ -1,9 +1,9 @@
-"""The vectorised readings (xmltext's numpy tag scan, sheets.FastSheets, archives' ISA-L member reader)
-must give exactly what the general paths give, on regular and irregular markup alike."""
+"""The compiled readings (the C scanner _markup.c behind xmltext.markup_text and sheets.CompiledSheets,
+archives' ISA-L member reader) must give exactly what the general paths give, on regular and irregular
+markup alike, and stay bounded on hostile shapes."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import struct
 import zipfile
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from dlp.extract import documents, extract_file, xmltext
 from dlp.extract.documents import SharedTable, shared_strings, sheet_text
-from dlp.extract.sheets import FastSheets
+from dlp.extract.sheets import CompiledSheets
 from dlp.model import Reason
 from tests.helpers.measure import peak_memory
 
@@ -24,16 +24,19 @@ PAN = "4556737586899855"
 NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
 
 
+def test_the_scanner_is_built() -> None:
+    """`make` builds it (setup.py); without it every test below would compare the general path with itself."""
+    assert xmltext.compiled_scanner() is not None
+
+
 def general_markup(data: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
     with monkeypatch.context() as m:
-        m.setattr(xmltext, "FAST_SCAN_MIN", 1 << 62)
+        m.setattr(xmltext, "_markup", None)
         return xmltext.markup_text(data)
 
 
-def fast_markup(data: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
-    with monkeypatch.context() as m:
-        m.setattr(xmltext, "FAST_SCAN_MIN", 0)
-        return xmltext.markup_text(data)
+def compiled_markup(data: bytes) -> str:
+    return xmltext.markup_text(data)
 
 
 _WORD = st.sampled_from([
@@ -46,29 +49,33 @@ _WORD = st.sampled_from([
 ])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(_WORD, max_size=60))
-def test_markup_fast_scan_equals_general_path(tokens: list[str]) -> None:
+def test_markup_scanner_equals_general_path(tokens: list[str]) -> None:
     data = "".join(tokens).encode()
     with pytest.MonkeyPatch.context() as m:
-        assert fast_markup(data, m) == general_markup(data, m)
+        assert compiled_markup(data) == general_markup(data, m)
 
 
-def test_markup_fast_scan_runs_on_a_real_letter(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_markup_scanner_runs_on_a_real_letter(monkeypatch: pytest.MonkeyPatch) -> None:
     body = "".join(f"<w:p><w:r><w:t>Dear customer {i}, card {PAN}</w:t></w:r></w:p>"
                    f"<w:tbl><w:tr><w:tc><w:p><w:r><w:t>C{i}</w:t></w:r></w:p></w:tc><w:tc><w:p/></w:tc></w:tr></w:tbl>"
                    for i in range(300))
     data = (f'<?xml version="1.0"?>\n<w:document xmlns:w="w"><w:body>{body}</w:body></w:document>').encode()
-    assert xmltext._fast_markup(data) is not None  # the vectorised scan took it
-    text = fast_markup(data, monkeypatch)
+    assert xmltext._scanned(data) is not None  # the scanner took it
+    text = compiled_markup(data)
     assert text == general_markup(data, monkeypatch)
-    assert text.count(PAN) == 300 and "C299" in text
+    assert text.count(PAN) == 300 and "C298\nDear customer 299" in text
+
+
+def test_markup_scanner_declines_irregular_markup() -> None:
+    for data in (b"<w:p>a < b</w:p>", b"<w:p><!-- open", b"<w:t><![CDATA[x]]></w:t>", b"<w:p>a <"):
+        assert xmltext._scanned(data) is None
 
 
 def test_cdata_is_text(monkeypatch: pytest.MonkeyPatch) -> None:
     data = f"<w:p><w:t><![CDATA[card {PAN} <not a tag> & more]]></w:t></w:p>".encode()
-    for read in (fast_markup, general_markup):
-        assert read(data, monkeypatch) == f"card {PAN} <not a tag> & more"
+    assert compiled_markup(data) == general_markup(data, monkeypatch) == f"card {PAN} <not a tag> & more"
 
 
 # ----------------------------------------------------------------------------------------- sheets
@@ -115,36 +122,81 @@ def _sheet(rows: list[str], pretty: bool) -> bytes:
             f"<sheetData>{''.join(rows)}</sheetData></worksheet>").encode()
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(_ROW, max_size=8), st.booleans(), st.booleans(), st.booleans())
-def test_fast_sheets_equal_the_general_reading(rows: list[str], pretty: bool, preserve: bool, rich: bool) -> None:
-    sst, sheet = _sst(_SHARED, preserve, rich), _sheet(rows, pretty)
+def _general_reading(sst: bytes, sheet: bytes) -> tuple[str, list[str]]:
     table = SharedTable(shared_strings(sst.decode()))
-    expected = sheet_text(sheet.decode(), table)
-    fast = FastSheets.read(sst)
-    got = fast.sheet_text(sheet) if fast is not None else None
+    return sheet_text(sheet.decode(), table), table.orphans()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_ROW, max_size=8), st.booleans(), st.booleans(), st.booleans())
+def test_compiled_sheets_equal_the_general_reading(rows: list[str], pretty: bool, preserve: bool, rich: bool) -> None:
+    sst, sheet = _sst(_SHARED, preserve, rich), _sheet(rows, pretty)
+    expected, orphans = _general_reading(sst, sheet)
+    table = CompiledSheets.read(sst)
+    assert table is not None  # every shared-string shape here is regular
+    got = table.sheet_text(sheet)
     if got is not None:  # None: the caller reads the workbook the general way (also correct)
         assert got == expected
-        assert sorted(fast.orphans()) == sorted(table.orphans())
+        assert sorted(table.orphans()) == sorted(orphans)
 
 
-def test_fast_sheets_take_excel_and_openpyxl_shapes() -> None:
+_MARKUP = st.sampled_from([
+    "<row>", "</row>", '<row r="2"/>', "<row/>", '<c r="A1" t="s">', "<c t='s' r=\"B1\">", '<c r="C1">', "</c>",
+    '<c r="D1" s="1"/>', '<c r="D2" />', "<v>", "</v>", "<v/>", "<f>", "</f>", '<f t="shared" si="0"/>', "<font>",
+    "<f-x>", "<is>", "</is>", "<t>", "</t>", "<sheetData>", "</sheetData>", "<!-- c -->", "<![CDATA[1]]>",
+    "0", "1", " 2 ", "007", "12345678901", "x", PAN, "&amp;", "\t", "\n", " ", "Zoë", ">", "<", "\x01",
+])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_MARKUP, max_size=40), st.lists(st.sampled_from(_SHARED), max_size=4))
+def test_compiled_sheets_equal_the_general_reading_on_any_markup(tokens: list[str], strings: list[str]) -> None:
+    sst = _sst(strings, False, False)
+    sheet = "".join(tokens).encode()
+    expected, orphans = _general_reading(sst, sheet)
+    table = CompiledSheets.read(sst)
+    assert table is not None
+    got = table.sheet_text(sheet)
+    if got is not None:
+        assert got == expected
+        assert sorted(table.orphans()) == sorted(orphans)
+
+
+_SST_MARKUP = st.sampled_from([
+    "<si>", "</si>", "<si/>", "<si />", "<t>", "</t>", '<t xml:space="preserve">', "<r>", "</r>", "<rPr><b/></rPr>",
+    "<rPh>", "</rPh>", '<rPh sb="0" eb="1">', "</sst>", "<!-- c -->", "a", " ", "\n", "Zoë", "&lt;", ">", "<",
+])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_SST_MARKUP, max_size=40))
+def test_compiled_shared_strings_equal_the_general_reading(tokens: list[str]) -> None:
+    xml = "<sst>" + "".join(tokens)
+    table = CompiledSheets.read(xml.encode())
+    if table is not None:
+        assert [s.decode() for s in table.strings] == shared_strings(xml)
+
+
+def test_compiled_sheets_take_excel_and_openpyxl_shapes() -> None:
     from dlp.bench.extract import attachments
 
     files = attachments(300, seed=3)
     with zipfile.ZipFile(io.BytesIO(files["customers.xlsx"])) as z:
         sst, sheet = z.read("xl/sharedStrings.xml"), z.read("xl/worksheets/sheet1.xml")
-    fast = FastSheets.read(sst)
-    assert fast is not None and FastSheets._plain(sst) is not None
-    assert fast._plain_sheet_text(sheet) is not None  # the pattern-search path, not the tag scan
-    assert fast.sheet_text(sheet) == sheet_text(sheet.decode(), SharedTable(shared_strings(sst.decode())))
+    table = CompiledSheets.read(sst)
+    assert table is not None
+    assert table.sheet_text(sheet) == sheet_text(sheet.decode(), SharedTable(shared_strings(sst.decode())))
     book = openpyxl.Workbook()
     book.active.append(["name", f"card {PAN}", 12.5])
     book.active.append([None, "x & y", "  lead"])
     buf = io.BytesIO()
     book.save(buf)
-    fast_parts = {p.location: p.text for p in extract_file(buf.getvalue(), "o.xlsx").parts}
-    assert f"card {PAN}" in fast_parts["o.xlsx/sheet:Sheet"] and "x & y" in fast_parts["o.xlsx/sheet:Sheet"]
+    with zipfile.ZipFile(buf) as z:  # openpyxl writes inline strings, no shared-string table
+        sheet = z.read("xl/worksheets/sheet1.xml")
+    table = CompiledSheets.read(b"")
+    assert table is not None and table.sheet_text(sheet) is not None  # openpyxl's shape is read compiled
+    parts = {p.location: p.text for p in extract_file(buf.getvalue(), "o.xlsx").parts}
+    assert f"card {PAN}" in parts["o.xlsx/sheet:Sheet"] and "x & y" in parts["o.xlsx/sheet:Sheet"]
 
 
 def test_workbook_falls_back_whole_when_one_sheet_is_irregular(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,19 +268,16 @@ def test_member_reader_bad_crc_and_truncation_are_undecodable() -> None:
 # --------------------------------------------------------------------------------- hostile shapes
 
 
-
-
 @pytest.mark.parametrize("cell", ['<c r="A1" s="1"/>', "<c><v>1</v></c>", '<c t="s" r="A1"><v>0</v></c>', "<a/>"])
 def test_tag_dense_sheets_stay_bounded(cell: str) -> None:
-    """4 MB of the densest cells each path can get: memory stays within a small multiple of the input."""
+    """4 MB of the densest cells: memory stays within a small multiple of the input."""
     count = 4 * 1024 * 1024 // len(cell)
     sheet = f"<worksheet {NS}><sheetData><row>{cell * count}</row></sheetData></worksheet>".encode()
-    sst = f"<sst {NS}><si><t>{PAN}</t></si></sst>".encode()
-    fast = FastSheets.read(sst)
-    assert fast is not None
-    text, peak, elapsed = peak_memory(lambda: fast.sheet_text(sheet))
-    assert peak < 25 * len(sheet) and elapsed < 20
-    if text is not None and "t=" in cell:
+    table = CompiledSheets.read(f"<sst {NS}><si><t>{PAN}</t></si></sst>".encode())
+    assert table is not None
+    text, peak, elapsed = peak_memory(lambda: table.sheet_text(sheet))
+    assert text is not None and peak < 25 * len(sheet) and elapsed < 20
+    if "t=" in cell:
         assert text.count(PAN) == count  # type: ignore[union-attr]
 
 
@@ -239,17 +288,14 @@ def test_tag_dense_markup_stays_bounded() -> None:
     assert str(text).count("1") == 4 * 1024 * 1024 // 20
 
 
-def test_shared_formula_cells_take_the_tag_scan() -> None:
+def test_shared_formula_cells_read_as_the_general_reading_does() -> None:
     sheet = (f'<?xml version="1.0"?>\n<worksheet {NS}><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c>'
              '<c r="B1"><f t="shared" ref="B1:B2" si="0"/><v>7</v></c></row></sheetData></worksheet>').encode()
-    fast = FastSheets.read(f"<sst {NS}><si><t>card {PAN}</t></si></sst>".encode())
-    assert fast is not None
-    declined = True
-    with contextlib.suppress(Exception):
-        declined = fast._plain_sheet_text(sheet) is None  # the pattern-search path declines it ...
-    assert declined
-    # ... and the tag scan reads it, as the general reading does (line break after the declaration kept)
-    assert fast.sheet_text(sheet) == f"\ncard {PAN}\t7"
+    sst = f"<sst {NS}><si><t>card {PAN}</t></si></sst>".encode()
+    table = CompiledSheets.read(sst)
+    assert table is not None
+    # the line break after the declaration is a text node; a self-closing tag in sheetData ends a cell
+    assert table.sheet_text(sheet) == _general_reading(sst, sheet)[0] == f"\ncard {PAN}\t\t7"
 
 
 def test_member_reader_without_isal_uses_zlib(monkeypatch: pytest.MonkeyPatch) -> None:
