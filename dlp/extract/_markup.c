@@ -10,6 +10,7 @@ for any input.
 Safety: this reads hostile attachments. Every read is bounded by the input's length (memchr and
 memcmp over what remains); the output grows by doubling with overflow checked; no recursion. */
 
+#define _GNU_SOURCE  /* memmem, memrchr */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
@@ -133,41 +134,45 @@ comment_end(const char *p, Py_ssize_t from, Py_ssize_t n)
     return NULL;
 }
 
-/* "\n\t" -> "\t" (str.replace: each line break that a tab follows goes). */
+/* "\n\t" -> "\t" (str.replace: each line break that a tab follows goes). Line by line: memchr finds
+   the breaks, memmove the lines. */
 static void
 drop_breaks_before_tabs(Out *out)
 {
-    Py_ssize_t w = 0;
-    for (Py_ssize_t r = 0; r < out->len; r++) {
-        if (out->buf[r] == '\n' && r + 1 < out->len && out->buf[r + 1] == '\t') {
-            continue;
-        }
-        out->buf[w++] = out->buf[r];
+    char *buf = out->buf;
+    Py_ssize_t r = 0, w = 0;
+    const char *nl;
+    while (r < out->len && (nl = memchr(buf + r, '\n', (size_t)(out->len - r))) != NULL) {
+        Py_ssize_t at = nl - buf;
+        int dropped = at + 1 < out->len && buf[at + 1] == '\t';
+        Py_ssize_t keep = at - r + !dropped;
+        memmove(buf + w, buf + r, (size_t)keep);
+        w += keep;
+        r = at + 1;
     }
-    out->len = w;
+    memmove(buf + w, buf + r, (size_t)(out->len - r));
+    out->len = w + out->len - r;
 }
 
-/* "\t+\n" -> "\n" (a run of tabs that a line break follows goes). */
+/* "\t+\n" -> "\n" (a run of tabs that a line break follows goes), line by line. */
 static void
 drop_tabs_before_breaks(Out *out)
 {
-    Py_ssize_t w = 0, r = 0;
-    while (r < out->len) {
-        if (out->buf[r] != '\t') {
-            out->buf[w++] = out->buf[r++];
-            continue;
+    char *buf = out->buf;
+    Py_ssize_t r = 0, w = 0;
+    const char *nl;
+    while (r < out->len && (nl = memchr(buf + r, '\n', (size_t)(out->len - r))) != NULL) {
+        Py_ssize_t at = nl - buf, end = at;
+        while (end > r && buf[end - 1] == '\t') {
+            end--;
         }
-        Py_ssize_t run = r;
-        while (r < out->len && out->buf[r] == '\t') {
-            r++;
-        }
-        if (r < out->len && out->buf[r] == '\n') {
-            continue;
-        }
-        memmove(out->buf + w, out->buf + run, (size_t)(r - run));
-        w += r - run;
+        memmove(buf + w, buf + r, (size_t)(end - r));
+        w += end - r;
+        buf[w++] = '\n';
+        r = at + 1;
     }
-    out->len = w;
+    memmove(buf + w, buf + r, (size_t)(out->len - r));
+    out->len = w + out->len - r;
 }
 
 PyDoc_STRVAR(text_doc,
@@ -256,33 +261,33 @@ done:
 
 /* ---------------------------------------------------------------------------------- worksheets */
 
-/* The first `lit` in p[from:n], or -1. */
+/* The first `lit` in p[from:n], or -1 (memmem: a two-way search, not a memchr per "<"). */
 static Py_ssize_t
 find(const char *p, Py_ssize_t n, Py_ssize_t from, const char *lit, Py_ssize_t len)
 {
-    while (from + len <= n) {
-        const char *hit = memchr(p + from, lit[0], (size_t)(n - from));
-        if (hit == NULL) {
-            return -1;
-        }
-        Py_ssize_t at = hit - p;
-        if (at + len <= n && memcmp(hit, lit, (size_t)len) == 0) {
-            return at;
-        }
-        from = at + 1;
+    if (from < 0 || from + len > n) {
+        return -1;
     }
-    return -1;
+    const char *hit = memmem(p + from, (size_t)(n - from), lit, (size_t)len);
+    return hit ? hit - p : -1;
 }
 
+/* The last `lit` in p[0:n], or -1: searched from the end (the ends of parts sit near theirs). */
 static Py_ssize_t
 rfind(const char *p, Py_ssize_t n, const char *lit, Py_ssize_t len)
 {
-    Py_ssize_t last = -1, at = find(p, n, 0, lit, len);
-    while (at >= 0) {
-        last = at;
-        at = find(p, n, at + 1, lit, len);
+    Py_ssize_t limit = n - len + 1;  /* where `lit` may start: below this */
+    while (limit > 0) {
+        const char *hit = memrchr(p, lit[0], (size_t)limit);
+        if (hit == NULL) {
+            return -1;
+        }
+        if (memcmp(hit, lit, (size_t)len) == 0) {
+            return hit - p;
+        }
+        limit = hit - p;
     }
-    return last;
+    return -1;
 }
 
 /* The next tag in p[from:n]: 1 with its "<" and ">" offsets, 0 when no "<" is left, -1 when a "<"
@@ -429,7 +434,7 @@ sheet(PyObject *module, PyObject *args)
     int region = region_start >= 0 && region_start < region_end;
     /* _FORMULA deletes formulas (<f .../>, and <f ...>text</f> with their text) when a "</f>" exists.
        A deleted formula is not there for what follows: a <v> right after it follows the tag before it. */
-    int formulas = find(p, n, 0, "</f>", 4) >= 0;
+    int formulas = -1;  /* not looked for until a formula shows up */
     Py_ssize_t pos = 0, lt = 0, gt = 0;
     Py_ssize_t previous_lt = -1, previous_gt = -1;  /* the last tag that stays */
     Py_ssize_t joined = -1;  /* where a tag starts that directly follows it (formulas deleted between) */
@@ -491,6 +496,9 @@ sheet(PyObject *module, PyObject *args)
             if (kind == NOT_REGULAR) {
                 regular = 0;
                 break;
+            }
+            if (formulas < 0) {
+                formulas = find(p, n, 0, "</f>", 4) >= 0;
             }
             int deleted = formulas && kind == 0 && p[gt - 1] == '/'
                           && (p[lt + 2] == '/' || is_space(p[lt + 2]));

@@ -42,5 +42,11 @@ class CompiledSheets:
 
     def orphans(self) -> list[str]:
         """Strings no cell used (Excel drops them; a crafted file need not)."""
-        return [s.decode("utf-8", "replace") for s, used in zip(self.strings, self.used, strict=True) if s and not used]
+        out = []
+        index = self.used.find(0)
+        while index >= 0:  # over the unused ones only: usually none
+            if self.strings[index]:
+                out.append(self.strings[index].decode("utf-8", "replace"))
+            index = self.used.find(0, index + 1)
+        return out
 

@@ -18,28 +18,28 @@ except ImportError:
 
 # Structure tags, each rewritten in place to a tag of the same length followed by its separator
 # ("</w:p>" -> "<w:p>\n"): a same-length bytes.replace is a copy plus patches, so cheap. Covers
-# WordprocessingML (w:), DrawingML (a:), OpenDocument (text:, table:) and XHTML-like plain XML. A family
-# is applied when its prefix shows up in the part's head (where the root declares its namespaces);
-# missing one only costs a line break (text merges), never text.
+# WordprocessingML (w:), DrawingML (a:), OpenDocument (text:, table:) and XHTML-like plain XML. The
+# prefixed families go together (a Word body holds DrawingML text boxes, OpenDocument both of its own)
+# when one of their prefixes shows up in the part's head; the plain tags otherwise. Missing a family
+# only costs a line break (text merges), never text.
 
 def _separators(**tags: tuple[bytes, ...]) -> dict[bytes, bytes]:
     names = {"line": b"\n", "cell": b"\t", "space": b" "}
     return {tag: names[kind] for kind, group in tags.items() for tag in group}
 
 
-_Family = tuple[bytes, dict[bytes, bytes], dict[bytes, bytes]]
-_FAMILIES: tuple[_Family, ...] = (
-    # (probe, {tag: separator}, {start of a self-closing tag with attributes: separator})
-    (b"<w:", _separators(line=(b"</w:p>", b"</w:tr>", b"<w:br/>", b"<w:cr/>"), cell=(b"</w:tc>", b"<w:tab/>")),
-     {b"<w:br ": b"\n"}),  # <w:br w:type="page"/>
-    (b"<a:", _separators(line=(b"</a:p>", b"</a:tr>", b"<a:br/>"), cell=(b"</a:tc>",)), {}),
-    (b"<text:", _separators(line=(b"</text:p>", b"</text:h>", b"<text:line-break/>"), cell=(b"<text:tab/>",),
-                            space=(b"<text:s/>",)),
-     {b"<text:s ": b" ", b"<text:tab ": b"\t"}),  # <text:s text:c="3"/>
-    (b"<table:", _separators(line=(b"</table:table-row>",), cell=(b"</table:table-cell>",)), {}),
+_PREFIXES = (b"<w:", b"<a:", b"<text:", b"<table:")
+_PREFIXED = _separators(
+    line=(b"</w:p>", b"</w:tr>", b"<w:br/>", b"<w:cr/>", b"</a:p>", b"</a:tr>", b"<a:br/>", b"</text:p>", b"</text:h>",
+          b"<text:line-break/>", b"</table:table-row>"),
+    cell=(b"</w:tc>", b"<w:tab/>", b"</a:tc>", b"<text:tab/>", b"</table:table-cell>"),
+    space=(b"<text:s/>",),
 )
+# Self-closing tags with attributes, by their start: <w:br w:type="page"/>, <text:s text:c="3"/>
+_PREFIXED_ATTRIBUTED = {b"<w:br ": b"\n", b"<text:s ": b" ", b"<text:tab ": b"\t"}
 _PLAIN = _separators(line=(b"</p>", b"</tr>", b"</li>", b"</div>", b"</row>", b"</h1>", b"</h2>", b"</h3>", b"</h4>",
                            b"</h5>", b"</h6>"), cell=(b"</c>", b"</td>", b"</th>"))
+_NOTHING: dict[bytes, bytes] = {}
 _HEAD = 65536
 # Text nodes: everything from a ">" to the next "<". The literal ">" prefix lets the engine skip through
 # tag bodies in its fast search loop, which made this ~6x cheaper than deleting every tag by regex.
@@ -135,16 +135,11 @@ def _after_tags(data: bytes, start: bytes, separator: bytes) -> bytes:
 
 
 def structure_rules(data: bytes) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
-    """({structure tag: separator}, {start of a self-closing tag with attributes: separator}) of the
-    families whose prefix shows in the part's head; the plain XML tags when none does."""
-    head = data[:_HEAD]
-    tags: dict[bytes, bytes] = {}
-    attributed: dict[bytes, bytes] = {}
-    for probe, family, family_attributed in _FAMILIES:
-        if probe in head:
-            tags.update(family)
-            attributed.update(family_attributed)
-    return (tags, attributed) if tags else (_PLAIN, {})
+    """({structure tag: separator}, {start of a self-closing tag with attributes: separator}) for this
+    part: the prefixed families when one of their prefixes shows in its head, else the plain tags."""
+    if any(data.find(prefix, 0, _HEAD) >= 0 for prefix in _PREFIXES):
+        return _PREFIXED, _PREFIXED_ATTRIBUTED
+    return _PLAIN, _NOTHING
 
 
 def _mark_structure(data: bytes) -> bytes:

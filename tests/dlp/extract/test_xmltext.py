@@ -22,6 +22,14 @@ def test_word_structure_becomes_lines_and_tabs() -> None:
     assert markup_text(xml.encode()) == markup_text(xml)
 
 
+def test_drawingml_text_box_in_a_word_body_keeps_its_lines() -> None:
+    # A text box far down a letter: its paragraphs end lines even though no "<a:" is in the part's head.
+    filler = "<w:p><w:r><w:t>x</w:t></w:r></w:p>" * 3000
+    xml = (f'<w:document><w:body>{filler}<w:p><w:r><w:drawing><a:txBody><a:p><a:r><a:t>4111 1111</a:t></a:r>'
+           '</a:p><a:p><a:r><a:t>1111 1111</a:t></a:r></a:p></a:txBody></w:drawing></w:r></w:p></w:body></w:document>')
+    assert markup_text(xml).endswith("x\n4111 1111\n1111 1111")
+
+
 def test_opendocument_spaces_with_counts_and_comments_dropped() -> None:
     xml = ('<office:text><text:p>card<text:s text:c="1"/>4111<text:s/>1111</text:p><!-- <text:p>hidden'
            ' in a comment</text:p> --><text:h>Title</text:h></office:text>')
