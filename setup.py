@@ -1,9 +1,11 @@
-"""Compiles the detection hot path with mypyc; everything else about the package is in pyproject.toml.
+"""Compiles the hot paths; everything else about the package is in pyproject.toml.
 
-The modules below are ordinary, typed Python. mypyc turns them into C extension modules, which run
-the same code more than twice as fast (`dlp bench core` prints which one ran). Without a C compiler or
-mypyc the build goes on and the modules run as plain Python: slower, same results
-(tests/detectors/test_compiled.py checks both).
+The detection modules below are ordinary, typed Python. mypyc turns them into C extension modules,
+which run the same code more than twice as fast (`dlp bench core` prints which one ran). One loop is
+hand-written C (C_EXTENSIONS): the text of regular XML parts of office files, which must run at memchr
+speed. Without a C compiler or mypyc the build goes on: the detection modules run as plain Python with
+the same results (tests/detectors/test_compiled.py checks both), and office parts are read by the
+general Python path, which the C scanner is held equal to (tests/dlp/extract/test_fast_scan.py).
 """
 
 from __future__ import annotations
@@ -43,13 +45,13 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as error:  # any compiler or linker failure
-            _warn(f"compiling the detectors failed ({error}); they run as plain Python")
+            _warn(f"compiling failed ({error}); the detectors run as plain Python, office parts the general way")
 
     def build_extension(self, ext) -> None:
         try:
             super().build_extension(ext)
         except Exception as error:
-            _warn(f"compiling {ext.name} failed ({error}); it runs as plain Python")
+            _warn(f"compiling {ext.name} failed ({error}); it runs as plain Python (or the general path)")
 
 
 def _warn(message: str) -> None:

@@ -276,6 +276,7 @@ def _time(data: bytes, name: str, rounds: int, extract: Callable[[bytes, str], A
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from dlp.extract import extract_file
+    from dlp.extract.xmltext import compiled_scanner
 
     rows = max(20, int(getattr(args, "extract_rows", 5000)))
     rounds = max(1, int(getattr(args, "extract_rounds", 3)))
@@ -289,6 +290,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ratio = types[slowest]["cpu_mb_per_s"] / TARGET_MB_PER_S
     return {
         "target": "extract",
+        "scanner": "compiled (C)" if compiled_scanner() is not None else "general path (not built: see setup.py)",
         "rows": rows,
         "rounds": rounds,
         "target_mb_per_s": TARGET_MB_PER_S,
@@ -305,7 +307,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def format_text(result: dict[str, Any]) -> str:
-    lines = [f"dlp bench extract: {result['rows']} customer rows, best of {result['rounds']} rounds (CPU time)",
+    lines = [f"dlp bench extract: {result['rows']} customer rows, best of {result['rounds']} rounds (CPU time); "
+             f"markup scanner {result['scanner']}",
              f"{'type':<6} {'input KB':>9} {'text KB':>8} {'MB/s':>7} {'wall MB/s':>9}  planted  uninspected"]
     for kind, r in result["types"].items():
         lines.append(f"{kind:<6} {r['bytes'] / 1024:>9.1f} {r['text_chars'] / 1024:>8.1f} {r['cpu_mb_per_s']:>7.2f} "

@@ -140,6 +140,9 @@ static void
 drop_breaks_before_tabs(Out *out)
 {
     char *buf = out->buf;
+    if (buf == NULL) {
+        return;  /* nothing written */
+    }
     Py_ssize_t r = 0, w = 0;
     const char *nl;
     while (r < out->len && (nl = memchr(buf + r, '\n', (size_t)(out->len - r))) != NULL) {
@@ -159,6 +162,9 @@ static void
 drop_tabs_before_breaks(Out *out)
 {
     char *buf = out->buf;
+    if (buf == NULL) {
+        return;  /* nothing written */
+    }
     Py_ssize_t r = 0, w = 0;
     const char *nl;
     while (r < out->len && (nl = memchr(buf + r, '\n', (size_t)(out->len - r))) != NULL) {
@@ -370,39 +376,48 @@ formula_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt)
     return NOT_REGULAR;
 }
 
-/* The shared string a shared cell's value names, appended to `out`: the value is 1 to 12 digits with
-   spaces or line breaks around (documents._LEFTOVER_VALUE); 9 digits at most name a string, an index
-   past the table names none. 0 done, 1 not a number (the value stays as text), -1 error. */
+static int
+is_blank(char c)
+{
+    return c == ' ' || c == '\r' || c == '\n';
+}
+
+/* A shared cell's value, as documents.sheet_text splices it: the value with its cell's tab, read by
+   _LEFTOVER_VALUE - 1 to 12 digits, blanks around them, then a tab - becomes the string it names (none
+   for an index past the table or of 10 digits or more) and that tab; anything after the tab stays. A
+   value that is no such number stays as it is. The cell's own tab is its </c>'s, added by the caller. */
 static int
 put_shared(Out *out, const char *p, Py_ssize_t from, Py_ssize_t to, PyObject *strings, char *used,
            Py_ssize_t used_len)
 {
-    while (from < to && (p[from] == ' ' || p[from] == '\r' || p[from] == '\n')) {
-        from++;
+    Py_ssize_t i = from;
+    while (i < to && is_blank(p[i])) {
+        i++;
     }
-    while (to > from && (p[to - 1] == ' ' || p[to - 1] == '\r' || p[to - 1] == '\n')) {
-        to--;
-    }
-    if (to - from < 1 || to - from > 12) {
-        return 1;
-    }
-    Py_ssize_t index = 0;
-    for (Py_ssize_t i = from; i < to; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return 1;
-        }
+    Py_ssize_t digits = i, index = 0;
+    while (i < to && p[i] >= '0' && p[i] <= '9' && i - digits < 13) {
         index = index * 10 + (p[i] - '0');
+        i++;
     }
-    if (to - from >= 10 || index >= PyList_GET_SIZE(strings) || index >= used_len) {
-        return 0;
+    Py_ssize_t count = i - digits;
+    while (i < to && is_blank(p[i])) {
+        i++;
     }
-    PyObject *string = PyList_GET_ITEM(strings, index);
-    if (!PyBytes_Check(string)) {
-        PyErr_SetString(PyExc_TypeError, "shared strings are bytes");
-        return -1;
+    if (count < 1 || count > 12 || (i < to && p[i] != '\t')) {
+        return put(out, p + from, to - from);
     }
-    used[index] = 1;
-    return put(out, PyBytes_AS_STRING(string), PyBytes_GET_SIZE(string));
+    if (count < 10 && index < PyList_GET_SIZE(strings) && index < used_len) {
+        PyObject *string = PyList_GET_ITEM(strings, index);
+        if (!PyBytes_Check(string)) {
+            PyErr_SetString(PyExc_TypeError, "shared strings are bytes");
+            return -1;
+        }
+        used[index] = 1;
+        if (put(out, PyBytes_AS_STRING(string), PyBytes_GET_SIZE(string)) < 0) {
+            return -1;
+        }
+    }
+    return i < to ? put(out, p + i, to - i) : 0;  /* the tab in the value, and what follows it */
 }
 
 PyDoc_STRVAR(sheet_doc,
@@ -459,7 +474,7 @@ sheet(PyObject *module, PyObject *args)
             previous = OTHER;
         }
         if (any) {  /* text before the first tag is not a text node */
-            int status = 1;
+            int status = 0;
             if (previous == SHARED_VALUE) {
                 if (!found || !is_tag(p, lt, gt, "</v>", 4) || gt + 5 > n || memcmp(p + gt + 1, "</c>", 4) != 0) {
                     regular = 0;  /* the value does not end its cell: _LEFTOVER_VALUE's territory */
@@ -467,10 +482,10 @@ sheet(PyObject *module, PyObject *args)
                 }
                 status = put_shared(&out, p, pos, text_end, strings, used.buf, used.len);
             }
-            else if (formula_ends) {
-                status = 0;  /* a formula's text is not the cell's value */
+            else if (!formula_ends) {  /* a formula's text is not the cell's value */
+                status = put(&out, p + pos, text_end - pos);
             }
-            if (status < 0 || (status == 1 && put(&out, p + pos, text_end - pos) < 0)) {
+            if (status < 0) {
                 goto finish;
             }
         }
@@ -692,7 +707,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_markup", "The regular-markup scanner (see _markup.c).", 0, methods,
+    PyModuleDef_HEAD_INIT, "_markup", "The regular-markup scanner (see _markup.c).", 0, methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC

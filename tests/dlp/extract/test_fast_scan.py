@@ -8,6 +8,7 @@ import io
 import struct
 import zipfile
 import zlib
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -24,9 +25,13 @@ PAN = "4556737586899855"
 NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
 
 
-def test_the_scanner_is_built() -> None:
-    """`make` builds it (setup.py); without it every test below would compare the general path with itself."""
-    assert xmltext.compiled_scanner() is not None
+def test_the_scanner_is_built_and_not_stale() -> None:
+    """`make` builds it (setup.py); without it every test below would compare the general path with itself,
+    and an edited _markup.c behind an old build would go untested."""
+    scanner = xmltext.compiled_scanner()
+    assert scanner is not None and scanner.__file__ is not None
+    source = Path(xmltext.__file__).with_name("_markup.c")
+    assert Path(scanner.__file__).stat().st_mtime >= source.stat().st_mtime, "run `make venv` to rebuild"
 
 
 def general_markup(data: bytes, monkeypatch: pytest.MonkeyPatch) -> str:
