@@ -1,19 +1,95 @@
-/* The regular-markup scanner behind xmltext.markup_text (issue 3 throughput).
+/* The C scanner behind xmltext.markup_text and sheets.CompiledSheets (issue 3 throughput).
 
-Regular markup: every "<" opens a tag that a ">" closes before the next "<". For such a document the
-scan gives exactly what xmltext's general path gives before its string rules: comments left out, the
-text between tags copied, and after each structure tag the caller names (exactly, or by its start when
-it closes itself) that tag's separator. Anything else - a "<" with no ">" before the next "<", a CDATA
-section, an unterminated comment - returns None, and the caller takes the general path, which is exact
-for any input.
+Office files are XML parts, megabytes of tags around a little text, and reading them is a loop over
+bytes that Python (even with numpy) runs several times slower than memchr. Three readings, each of
+regular markup only - every "<" opens a tag that a ">" closes before the next "<":
+- text(): a Word, PowerPoint or OpenDocument part, as xmltext's general path reads it;
+- sheet(): a worksheet, as documents.sheet_text reads it, shared strings spliced in;
+- strings(): the shared-string table, as documents.shared_strings reads it.
+Each gives exactly what its Python general path gives (tests/dlp/extract/test_fast_scan.py and
+scanner_fuzz.py hold them equal), or None for markup it does not read exactly - a stray "<", CDATA,
+an unterminated comment, an odd cell - and the caller takes the general path, exact for any input.
 
-Safety: this reads hostile attachments. Every read is bounded by the input's length (memchr and
-memcmp over what remains); the output grows by doubling with overflow checked; no recursion. */
+Safety: this reads hostile attachments. Every read is bounded by the input's length (memchr, memmem,
+memcmp over what remains); the output grows by doubling with overflow checked; no recursion. It is
+fuzzed under AddressSanitizer and UBSan in the test suite (test_scanner_sanitized.py). */
 
 #define _GNU_SOURCE  /* memmem, memrchr */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+
+/* The first `lit` in p[from:n], or -1 (memmem: a two-way search, not a memchr per "<"). */
+static Py_ssize_t
+find(const char *p, Py_ssize_t n, Py_ssize_t from, const char *lit, Py_ssize_t len)
+{
+    if (from < 0 || from + len > n) {
+        return -1;
+    }
+    const char *hit = memmem(p + from, (size_t)(n - from), lit, (size_t)len);
+    return hit ? hit - p : -1;
+}
+
+/* The last `lit` in p[0:n], or -1: searched from the end (the ends of parts sit near theirs). */
+static Py_ssize_t
+rfind(const char *p, Py_ssize_t n, const char *lit, Py_ssize_t len)
+{
+    Py_ssize_t limit = n - len + 1;  /* where `lit` may start: below this */
+    while (limit > 0) {
+        const char *hit = memrchr(p, lit[0], (size_t)limit);
+        if (hit == NULL) {
+            return -1;
+        }
+        if (memcmp(hit, lit, (size_t)len) == 0) {
+            return hit - p;
+        }
+        limit = hit - p;
+    }
+    return -1;
+}
+
+/* The next tag in p[from:n]: 1 with its "<" and ">" offsets, 0 when no "<" is left, -1 when a "<"
+   has no ">" before the next "<" (not regular). */
+static int
+next_tag(const char *p, Py_ssize_t n, Py_ssize_t from, Py_ssize_t *lt, Py_ssize_t *gt)
+{
+    if (from >= n) {
+        return 0;
+    }
+    const char *open = memchr(p + from, '<', (size_t)(n - from));
+    if (open == NULL) {
+        return 0;
+    }
+    const char *q = open + 1, *end = p + n;
+    while (q < end && *q != '>' && *q != '<') {
+        q++;
+    }
+    if (q == end || *q == '<') {
+        return -1;
+    }
+    *lt = open - p;
+    *gt = q - p;
+    return 1;
+}
+
+/* Whether the tag p[lt:gt+1] is `lit`, or starts with it. */
+static int
+is_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt, const char *lit, Py_ssize_t len)
+{
+    return gt - lt + 1 == len && memcmp(p + lt, lit, (size_t)len) == 0;
+}
+
+static int
+starts_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt, const char *lit, Py_ssize_t len)
+{
+    return gt - lt + 1 >= len && memcmp(p + lt, lit, (size_t)len) == 0;
+}
+
+static int
+is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
 
 #define MAX_RULES 64
 
@@ -116,24 +192,6 @@ prefix_rule(const Rules *rules, const char *tag, Py_ssize_t len)
     return NULL;
 }
 
-/* The first "-->" at or after `from`, or NULL. */
-static const char *
-comment_end(const char *p, Py_ssize_t from, Py_ssize_t n)
-{
-    while (from + 3 <= n) {
-        const char *dash = memchr(p + from, '-', (size_t)(n - from));
-        if (dash == NULL) {
-            return NULL;
-        }
-        Py_ssize_t at = dash - p;
-        if (at + 3 <= n && dash[1] == '-' && dash[2] == '>') {
-            return dash;
-        }
-        from = at + 1;
-    }
-    return NULL;
-}
-
 /* "\n\t" -> "\t" (str.replace: each line break that a tab follows goes). Line by line: memchr finds
    the breaks, memmove the lines. */
 static void
@@ -205,49 +263,45 @@ text(PyObject *module, PyObject *args)
         goto done;
     }
     const char *p = data.buf;
-    Py_ssize_t n = data.len, pos = 0;
+    Py_ssize_t n = data.len, pos = 0, lt = 0, gt = 0;
     int regular = 1;
-    while (pos < n) {
-        const char *lt = memchr(p + pos, '<', (size_t)(n - pos));
-        Py_ssize_t start = lt ? lt - p : n;
+    for (;;) {
+        const char *open = pos < n ? memchr(p + pos, '<', (size_t)(n - pos)) : NULL;
+        Py_ssize_t start = open ? open - p : n;
         if (put(&out, p + pos, start - pos) < 0) {
             goto done;
         }
-        if (lt == NULL) {
+        if (open == NULL) {
             break;
         }
-        if (n - start >= 4 && memcmp(lt, "<!--", 4) == 0) {
-            const char *end = comment_end(p, start + 4, n);
-            if (end == NULL) {
+        if (n - start >= 4 && memcmp(open, "<!--", 4) == 0) {  /* cut, whatever it holds */
+            Py_ssize_t end = find(p, n, start + 4, "-->", 3);
+            if (end < 0) {
                 regular = 0;
                 break;
             }
-            pos = end - p + 3;
+            pos = end + 3;
             continue;
         }
-        const char *gt = lt + 1, *end = p + n;  /* tags are short: a plain loop beats two memchr calls */
-        while (gt < end && *gt != '>' && *gt != '<') {
-            gt++;
-        }
-        if (gt == end || *gt == '<') {
+        if (next_tag(p, n, start, &lt, &gt) < 0) {
             regular = 0;
             break;
         }
         Py_ssize_t len = gt - lt + 1;
-        if (len >= 3 && lt[1] == '!' && lt[2] == '[') {
+        if (len >= 3 && p[lt + 1] == '!' && p[lt + 2] == '[') {
             regular = 0;  /* CDATA: the general path turns it into text first */
             break;
         }
-        if (lt[1] == '/' || gt[-1] == '/') {
-            const Rule *rule = exact_rule(&tags, lt, len);
-            if (rule == NULL && gt[-1] == '/') {
-                rule = prefix_rule(&self_closing, lt, len);
+        if (p[lt + 1] == '/' || p[gt - 1] == '/') {
+            const Rule *rule = exact_rule(&tags, p + lt, len);
+            if (rule == NULL && p[gt - 1] == '/') {
+                rule = prefix_rule(&self_closing, p + lt, len);
             }
             if (rule != NULL && put(&out, rule->separator, rule->separator_len) < 0) {
                 goto done;
             }
         }
-        pos = gt - p + 1;
+        pos = gt + 1;
     }
     if (!regular) {
         result = Py_NewRef(Py_None);
@@ -266,78 +320,6 @@ done:
 }
 
 /* ---------------------------------------------------------------------------------- worksheets */
-
-/* The first `lit` in p[from:n], or -1 (memmem: a two-way search, not a memchr per "<"). */
-static Py_ssize_t
-find(const char *p, Py_ssize_t n, Py_ssize_t from, const char *lit, Py_ssize_t len)
-{
-    if (from < 0 || from + len > n) {
-        return -1;
-    }
-    const char *hit = memmem(p + from, (size_t)(n - from), lit, (size_t)len);
-    return hit ? hit - p : -1;
-}
-
-/* The last `lit` in p[0:n], or -1: searched from the end (the ends of parts sit near theirs). */
-static Py_ssize_t
-rfind(const char *p, Py_ssize_t n, const char *lit, Py_ssize_t len)
-{
-    Py_ssize_t limit = n - len + 1;  /* where `lit` may start: below this */
-    while (limit > 0) {
-        const char *hit = memrchr(p, lit[0], (size_t)limit);
-        if (hit == NULL) {
-            return -1;
-        }
-        if (memcmp(hit, lit, (size_t)len) == 0) {
-            return hit - p;
-        }
-        limit = hit - p;
-    }
-    return -1;
-}
-
-/* The next tag in p[from:n]: 1 with its "<" and ">" offsets, 0 when no "<" is left, -1 when a "<"
-   has no ">" before the next "<" (not regular). */
-static int
-next_tag(const char *p, Py_ssize_t n, Py_ssize_t from, Py_ssize_t *lt, Py_ssize_t *gt)
-{
-    if (from >= n) {
-        return 0;
-    }
-    const char *open = memchr(p + from, '<', (size_t)(n - from));
-    if (open == NULL) {
-        return 0;
-    }
-    const char *q = open + 1, *end = p + n;
-    while (q < end && *q != '>' && *q != '<') {
-        q++;
-    }
-    if (q == end || *q == '<') {
-        return -1;
-    }
-    *lt = open - p;
-    *gt = q - p;
-    return 1;
-}
-
-/* Whether the tag p[lt:gt+1] is `lit`, or starts with it. */
-static int
-is_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt, const char *lit, Py_ssize_t len)
-{
-    return gt - lt + 1 == len && memcmp(p + lt, lit, (size_t)len) == 0;
-}
-
-static int
-starts_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt, const char *lit, Py_ssize_t len)
-{
-    return gt - lt + 1 >= len && memcmp(p + lt, lit, (size_t)len) == 0;
-}
-
-static int
-is_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
 
 enum { OTHER, FORMULA, SHARED_VALUE };
 #define NOT_REGULAR (-2)

@@ -86,14 +86,17 @@ def main() -> None:
             data = mutate(rng.choice((sheet, sst, document))[: rng.randint(0, 20000)])
         if xmltext._scanned(data) is not None:
             assert xmltext.markup_text(data) == general_markup(data), saved(data)
-        text = data.decode("utf-8", "replace")
+        try:  # invalid UTF-8 split by a tag decodes differently once the tag is gone (digits never do)
+            text, valid = data.decode("utf-8"), True
+        except UnicodeDecodeError:
+            text, valid = data.decode("utf-8", "replace"), False
         table = CompiledSheets.read(data)
-        if table is not None:
+        if table is not None and valid:
             assert [s.decode("utf-8", "replace") for s in table.strings] == shared_strings(text), saved(data)
         table = CompiledSheets.read(sst[: rng.randint(0, 3000)]) or CompiledSheets([])
         general = SharedTable([s.decode("utf-8", "replace") for s in table.strings])
         got = table.sheet_text(data)
-        if got is not None and b"\xff" not in data:  # invalid UTF-8 may decode differently across a splice
+        if got is not None and valid:
             assert got == sheet_text(text, general), saved(data)
             assert sorted(table.orphans()) == sorted(general.orphans()), saved(data)
         scanner.sheet(data, [b"x", b"yy"], bytearray(1))  # a `used` shorter than the table
