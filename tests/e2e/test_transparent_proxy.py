@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from helpers.http_upstream import make_tls_material
-from helpers.netns import AGENT_IP, GATEWAY_SERVER_SIDE_IP, SERVER_IP, GatewayNetwork, run, unavailable
+from helpers.netns import AGENT_IP, GATEWAY_SERVER_SIDE_IP, SERVER_IP, SERVER_IP6, GatewayNetwork, run, unavailable
 
 from dlp.config import load_settings
 from dlp.store import IncidentQuery, open_store
@@ -88,7 +88,7 @@ class Gateway:
         self.record.touch()
         proc = self.net.spawn(
             "server", sys.executable, str(REPO / "tests" / "helpers" / "netns_upstream.py"),
-            "--record", str(self.record), "--http", "0.0.0.0:80", "--https", "0.0.0.0:443",
+            "--record", str(self.record), "--http", "[::]:80", "--https", "[::]:443",
             "--cert", str(self.tls.server_cert), "--key", str(self.tls.server_key),
             "--udp-echo", "443", "--udp-echo", "4443",
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -142,10 +142,11 @@ class Gateway:
         assert status.isdigit(), out.stderr
         return int(status), body
 
-    def udp_answered(self, port: int) -> bool:
+    def udp_answered(self, port: int, server: str = SERVER_IP) -> bool:
         """One datagram from the agent to the server; True when the echo comes back within a second."""
-        probe = ("import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1);"
-                 f"s.sendto(b'quic?', ('{SERVER_IP}', {port}));\n"
+        family = "AF_INET6" if ":" in server else "AF_INET"
+        probe = (f"import socket,sys; s=socket.socket(socket.{family}, socket.SOCK_DGRAM); s.settimeout(1);"
+                 f"s.sendto(b'quic?', ('{server}', {port}));\n"
                  "try: print(s.recv(100).decode())\nexcept TimeoutError: print('timeout')")
         out = self.net.run("agent", sys.executable, "-c", probe).stdout.strip()
         assert out in ("echo:quic?", "timeout"), out
@@ -226,6 +227,23 @@ def assert_recipe_enforced(gw: Gateway) -> None:
     assert CARD not in gw.log_text() and CARD.replace(" ", "") not in gw.log_text()
 
 
+def ipv6_web_reaches_server(gw: Gateway) -> bool:
+    """A plain-HTTP upload from the agent to the server's IPv6 address; True when it arrived."""
+    before = len(gw.requests())
+    status, _ = gw.curl("-g", "-d", "note=over ipv6", f"http://[{SERVER_IP6}]/upload")
+    arrived = len(gw.requests()) > before
+    assert arrived == (status == 200), status
+    return arrived
+
+
+def assert_ipv6_fails_closed(gw: Gateway) -> None:
+    """IPv6 is routed for the agents too: their web traffic over it must not go around the proxy, neither
+    TCP (refused: dlp listens on IPv4, so browsers fall back to IPv4) nor QUIC."""
+    assert not ipv6_web_reaches_server(gw)
+    assert any(gw.udp_answered(4443, SERVER_IP6) for _ in range(3))  # the control: other IPv6 is routed
+    assert not gw.udp_answered(443, SERVER_IP6)
+
+
 def load_nft_recipe(gw: Gateway) -> None:
     gw.net.run("gateway", "nft", "-f", str(RECIPE / "dlp-transparent.nft"))
 
@@ -233,14 +251,20 @@ def load_nft_recipe(gw: Gateway) -> None:
 def test_nftables_recipe_redirects_agents_through_dlp(gateway: Callable[..., Gateway]) -> None:
     gw = gateway("nft")
     gw.start_upstream()
-    assert gw.udp_answered(443)  # control: before the rules, QUIC to the server is answered
+    # Controls: before the rules, QUIC and IPv6 web traffic reach the server (the first IPv6 datagram may
+    # wait out neighbour discovery).
+    assert any(gw.udp_answered(4443, SERVER_IP6) for _ in range(3))
+    assert gw.udp_answered(443) and gw.udp_answered(443, SERVER_IP6)
+    assert ipv6_web_reaches_server(gw)
+    gw.record.write_text("")
     load_nft_recipe(gw)
     load_nft_recipe(gw)  # a reload replaces the table, it does not stack a second copy of the rules
     listing = gw.net.run("gateway", "nft", "list", "table", "inet", "dlp_proxy").stdout
-    assert listing.count(f"redirect to :{PROXY_PORT}") == 2, listing
+    assert listing.count(f"redirect to :{PROXY_PORT}") == 3, listing
     gw.start_dlp()
+    assert_ipv6_fails_closed(gw)
     assert_recipe_enforced(gw)
-    assert gw.dropped_udp() >= 1  # the recipe's counter saw the QUIC datagram
+    assert gw.dropped_udp() >= 2  # the recipe's counters saw the QUIC datagrams, IPv4 and IPv6
 
 
 def iptables_udp443_drops(gw: Gateway) -> int:
@@ -258,6 +282,7 @@ def test_iptables_recipe_redirects_agents_through_dlp(gateway: Callable[..., Gat
     rules = gw.net.run("gateway", "iptables-save").stdout
     assert rules.count(f"--to-ports {PROXY_PORT}") == 2 and rules.count("-j DROP") == 2, rules
     gw.start_dlp()
+    assert_ipv6_fails_closed(gw)
     assert_recipe_enforced(gw)
     assert iptables_udp443_drops(gw) >= 1
     gw.net.run("gateway", *script, "remove")

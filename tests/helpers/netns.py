@@ -1,5 +1,5 @@
 """A routed three-namespace network for gateway tests: agent <-> gateway <-> server, each a real Linux
-network namespace joined by veth pairs, the gateway forwarding between them (ip_forward=1).
+network namespace joined by veth pairs, the gateway forwarding between them over IPv4 and IPv6.
 
     with GatewayNetwork.create("dlpt1234") as net:
         net.run("agent", "curl", f"http://{SERVER_IP}/")
@@ -23,6 +23,12 @@ AGENT_IP = "10.20.1.2"  # inside the recipe's default AGENTS (10.20.0.0/16)
 GATEWAY_AGENT_SIDE_IP = "10.20.1.1"
 GATEWAY_SERVER_SIDE_IP = "10.99.0.1"
 SERVER_IP = "10.99.0.2"  # outside AGENTS: the "internet"
+# The same network over IPv6 (unique local addresses), routed by the gateway too: recipes must not let it
+# carry web traffic around the proxy.
+AGENT_IP6 = "fd00:20::2"
+GATEWAY_AGENT_SIDE_IP6 = "fd00:20::1"
+GATEWAY_SERVER_SIDE_IP6 = "fd00:99::1"
+SERVER_IP6 = "fd00:99::2"
 ROLES = ("agent", "gateway", "server")
 
 
@@ -71,6 +77,8 @@ class GatewayNetwork:
         for role in ROLES:
             run(["ip", "netns", "add", self.ns(role)])
             self.created.append(self.ns(role))
+            for scope in ("all", "default"):  # no duplicate address detection: addresses usable at once
+                self.run(role, "sysctl", "-q", "-w", f"net.ipv6.conf.{scope}.accept_dad=0")
             self.ip(role, "link", "set", "lo", "up")
         agent, gateway, server = (self.ns(r) for r in ROLES)
         # The pairs are created directly inside their namespaces: no name ever exists in the host's.
@@ -80,11 +88,17 @@ class GatewayNetwork:
         self.ip("gateway", "addr", "add", f"{GATEWAY_AGENT_SIDE_IP}/24", "dev", "agents")
         self.ip("gateway", "addr", "add", f"{GATEWAY_SERVER_SIDE_IP}/24", "dev", "wan")
         self.ip("server", "addr", "add", f"{SERVER_IP}/24", "dev", "eth0")
+        for role, address, dev in (("agent", AGENT_IP6, "eth0"), ("gateway", GATEWAY_AGENT_SIDE_IP6, "agents"),
+                                   ("gateway", GATEWAY_SERVER_SIDE_IP6, "wan"), ("server", SERVER_IP6, "eth0")):
+            self.ip(role, "addr", "add", f"{address}/64", "dev", dev)
         for role, dev in (("agent", "eth0"), ("gateway", "agents"), ("gateway", "wan"), ("server", "eth0")):
             self.ip(role, "link", "set", dev, "up")
         self.ip("agent", "route", "add", "default", "via", GATEWAY_AGENT_SIDE_IP)
         self.ip("server", "route", "add", "default", "via", GATEWAY_SERVER_SIDE_IP)
+        self.ip("agent", "-6", "route", "add", "default", "via", GATEWAY_AGENT_SIDE_IP6)
+        self.ip("server", "-6", "route", "add", "default", "via", GATEWAY_SERVER_SIDE_IP6)
         self.run("gateway", "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        self.run("gateway", "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
 
     def ip(self, role: str, *args: str) -> subprocess.CompletedProcess[str]:
         return run(["ip", "-n", self.ns(role), *args])

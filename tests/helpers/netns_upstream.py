@@ -1,10 +1,11 @@
 """A recording upstream meant to run as its own process inside a network namespace (`ip netns exec srv
-python netns_upstream.py ...`): HTTP on one port, optionally HTTPS on another, UDP echo on a few ports.
+python netns_upstream.py ...`): HTTP on one port, optionally HTTPS on another, UDP echo on a few ports,
+each over IPv4 and IPv6 when bound to "[::]".
 Every HTTP request is appended as one JSON line to the --record file (method, path, headers, body as
 latin-1 text) before the reply is sent, so a test can assert what arrived and, as important, what never did.
 Prints "ready" once every socket is bound.
 
-    python netns_upstream.py --record requests.jsonl --http 0.0.0.0:80 --https 0.0.0.0:443 \
+    python netns_upstream.py --record requests.jsonl --http [::]:80 --https [::]:443 \
         --cert server.pem --key server.key --udp-echo 443 --udp-echo 4443
 """
 
@@ -29,7 +30,7 @@ def handler_for(record: Path) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             entry = {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
-                     "body": body.decode("latin-1"), "peer": self.client_address[0],
+                     "body": body.decode("latin-1"), "peer": self.client_address[0].removeprefix("::ffff:"),
                      "tls": isinstance(self.connection, ssl.SSLSocket)}
             with _write_lock, record.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(entry) + "\n")
@@ -50,12 +51,23 @@ def handler_for(record: Path) -> type[BaseHTTPRequestHandler]:
 
 def split_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)
+
+
+class DualStackServer(ThreadingHTTPServer):
+    """Listens on IPv6 and IPv4 alike (host "::"); IPv4 peers are recorded in their own notation."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
 
 def udp_echo(port: int) -> None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("0.0.0.0", port))
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("::", port))
 
     def loop() -> None:
         while True:
@@ -75,9 +87,9 @@ def main() -> None:
     parser.add_argument("--udp-echo", type=int, action="append", default=[])
     args = parser.parse_args()
     handler = handler_for(args.record)
-    servers = [ThreadingHTTPServer(split_address(args.http), handler)]
+    servers = [DualStackServer(split_address(args.http), handler)]
     if args.https:
-        tls = ThreadingHTTPServer(split_address(args.https), handler)
+        tls = DualStackServer(split_address(args.https), handler)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(args.cert, args.key)
         tls.socket = context.wrap_socket(tls.socket, server_side=True)
