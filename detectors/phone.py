@@ -49,6 +49,12 @@ def _e164(candidate: str, regions: tuple[str, ...]) -> str | None:
     return None
 
 
+def forget_validated() -> None:
+    """Empty the cache of validated candidates: a benchmark's timed pass then starts as a fresh corpus
+    would, with no value validated yet (`dlp bench edm`)."""
+    _e164.cache_clear()
+
+
 def _valid(number: phonenumbers.PhoneNumber) -> bool:
     """phonenumbers.is_valid_number, with a shortcut for the common case: that function first works out
     which of the regions sharing the country code the number belongs to (testing the main one first,

@@ -45,6 +45,7 @@ def test_bench_extract_cli_json_and_text() -> None:
     result = json.loads(proc.stdout)
     assert set(result["types"]) == {"xlsx", "docx", "zip", "pdf"}
     assert result["all_planted_found"] is True
+    assert result["scanner"] == "compiled (C)"  # the office types were read by the C scanner
     for r in result["types"].values():
         assert r["bytes"] > 0 and r["text_chars"] > 0 and r["cpu_mb_per_s"] > 0 and r["uninspected"] == []
     # `ratio` covers the office and zip types; PDF has its own ratio, printed on its own line.
