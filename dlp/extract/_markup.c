@@ -192,32 +192,14 @@ prefix_rule(const Rules *rules, const char *tag, Py_ssize_t len)
     return NULL;
 }
 
-/* "\n\t" -> "\t" (str.replace: each line break that a tab follows goes). Line by line: memchr finds
-   the breaks, memmove the lines. */
-static void
-drop_breaks_before_tabs(Out *out)
-{
-    char *buf = out->buf;
-    if (buf == NULL) {
-        return;  /* nothing written */
-    }
-    Py_ssize_t r = 0, w = 0;
-    const char *nl;
-    while (r < out->len && (nl = memchr(buf + r, '\n', (size_t)(out->len - r))) != NULL) {
-        Py_ssize_t at = nl - buf;
-        int dropped = at + 1 < out->len && buf[at + 1] == '\t';
-        Py_ssize_t keep = at - r + !dropped;
-        memmove(buf + w, buf + r, (size_t)keep);
-        w += keep;
-        r = at + 1;
-    }
-    memmove(buf + w, buf + r, (size_t)(out->len - r));
-    out->len = w + out->len - r;
-}
+/* The string rules of xmltext.markup_text and documents.sheet_text, applied line by line (memchr finds
+   the breaks, memmove moves the lines), one rule a pass:
+   BREAK_BEFORE_TAB: "\n\t" -> "\t", as str.replace (each line break that a tab follows goes);
+   TABS_BEFORE_BREAK: "\t+\n" -> "\n" (a run of tabs that a line break follows goes). */
+enum { BREAK_BEFORE_TAB, TABS_BEFORE_BREAK };
 
-/* "\t+\n" -> "\n" (a run of tabs that a line break follows goes), line by line. */
 static void
-drop_tabs_before_breaks(Out *out)
+drop_at_breaks(Out *out, int rule)
 {
     char *buf = out->buf;
     if (buf == NULL) {
@@ -227,12 +209,20 @@ drop_tabs_before_breaks(Out *out)
     const char *nl;
     while (r < out->len && (nl = memchr(buf + r, '\n', (size_t)(out->len - r))) != NULL) {
         Py_ssize_t at = nl - buf, end = at;
-        while (end > r && buf[end - 1] == '\t') {
-            end--;
+        int keep_break = 1;
+        if (rule == TABS_BEFORE_BREAK) {
+            while (end > r && buf[end - 1] == '\t') {
+                end--;
+            }
+        }
+        else {
+            keep_break = !(at + 1 < out->len && buf[at + 1] == '\t');
         }
         memmove(buf + w, buf + r, (size_t)(end - r));
         w += end - r;
-        buf[w++] = '\n';
+        if (keep_break) {
+            buf[w++] = '\n';
+        }
         r = at + 1;
     }
     memmove(buf + w, buf + r, (size_t)(out->len - r));
@@ -308,8 +298,8 @@ text(PyObject *module, PyObject *args)
     }
     else {
         if (tidy) {
-            drop_breaks_before_tabs(&out);
-            drop_tabs_before_breaks(&out);
+            drop_at_breaks(&out, BREAK_BEFORE_TAB);
+            drop_at_breaks(&out, TABS_BEFORE_BREAK);
         }
         result = PyBytes_FromStringAndSize(out.buf ? out.buf : "", out.len);
     }
@@ -558,7 +548,7 @@ sheet(PyObject *module, PyObject *args)
         regular = 0;  /* no tag at all: sheet_text keeps the whole input */
     }
     if (regular) {
-        drop_tabs_before_breaks(&out);
+        drop_at_breaks(&out, TABS_BEFORE_BREAK);
     }
     result = regular ? PyBytes_FromStringAndSize(out.buf ? out.buf : "", out.len) : Py_NewRef(Py_None);
 finish:
