@@ -601,7 +601,7 @@ strings(PyObject *module, PyObject *args)
     }
     Py_ssize_t start = find(p, n, 0, "<si", 3);
     if (start < 0) {
-        result = Py_BuildValue("(Oi)", list, 0);
+        result = Py_BuildValue("(OO)", list, Py_False);
         goto finish;
     }
     Py_ssize_t end = rfind(p, n, "</sst>", 6);
@@ -663,7 +663,7 @@ strings(PyObject *module, PyObject *args)
     }
     Py_DECREF(last);
     keep_tail(tail, &tail_len, p + kept_from, end - kept_from);
-    result = Py_BuildValue("(Oi)", list, tail_len == 9 && memcmp(tail, "</t></si>", 9) == 0);
+    result = Py_BuildValue("(ON)", list, PyBool_FromLong(tail_len == 9 && memcmp(tail, "</t></si>", 9) == 0));
 finish:
     Py_XDECREF(list);
     PyMem_Free(piece.buf);

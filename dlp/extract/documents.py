@@ -102,13 +102,16 @@ def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
         if path:
             named[path] = a.get("name", path)
     sheets = sorted((n for n in members if n.startswith("xl/worksheets/") and n.endswith(".xml")), key=_natural)
-    if _compiled_sheets(members, sheets, named, where, budget):
-        return
-    shared = shared_strings(members.get("xl/sharedStrings.xml", b"").decode("utf-8", "replace"))
-    table = SharedTable(shared)
-    for path in sheets:
-        budget.check_time()
-        text = sheet_text(members[path].decode("utf-8", "replace"), table)
+    shared = members.get("xl/sharedStrings.xml", b"")
+    # The compiled reading (sheets.py) when it reads every sheet of the workbook; else the general one,
+    # which reads any.
+    for read in (CompiledSheets.read, SharedTable.read):
+        table = read(shared)
+        texts = _sheet_texts(table, members, sheets, budget) if table is not None else None
+        if texts is not None:
+            break
+    assert table is not None and texts is not None
+    for path, text in zip(sheets, texts, strict=True):
         location = f"{where.location}/sheet:{named.get(path, posixpath.basename(path))}"
         add_text(text, where.child(location), budget, "text/tab-separated-values")
     orphans = table.orphans()
@@ -119,29 +122,17 @@ def _xlsx(members: dict[str, bytes], where: Where, budget: Budget) -> None:
                  budget, "text/plain")
 
 
-def _compiled_sheets(members: dict[str, bytes], sheets: list[str], named: dict[str, str], where: Where,
-                     budget: Budget) -> bool:
-    """_xlsx by the compiled reading (sheets.py); False, with nothing recorded, when it does not apply
-    to every sheet of this workbook."""
-    table = CompiledSheets.read(members.get("xl/sharedStrings.xml", b""))
-    if table is None:
-        return False
+def _sheet_texts(table: CompiledSheets | SharedTable, members: dict[str, bytes], sheets: list[str],
+                 budget: Budget) -> list[str] | None:
+    """Every sheet's text, or None when the reading declines one of them."""
     texts = []
     for path in sheets:
         budget.check_time()
         text = table.sheet_text(members[path])
         if text is None:
-            return False
-        texts.append((path, text))
-    for path, text in texts:
-        location = f"{where.location}/sheet:{named.get(path, posixpath.basename(path))}"
-        add_text(text, where.child(location), budget, "text/tab-separated-values")
-    orphans = table.orphans()
-    if orphans:
-        text = "\n".join(orphans)
-        add_text(html.unescape(text) if "&" in text else text, where.child(f"{where.location}/xl/sharedStrings.xml"),
-                 budget, "text/plain")
-    return True
+            return None
+        texts.append(text)
+    return texts
 
 
 class SharedTable:
@@ -154,6 +145,13 @@ class SharedTable:
         tabbed = ("\t\x00".join(strings) + "\t").split("\x00") if strings else []  # s + "\t", without a loop
         self.cells = dict(zip(self.keys, tabbed, strict=True))
         self.used: set[str] = set()
+
+    @classmethod
+    def read(cls, xml: bytes) -> SharedTable:
+        return cls(shared_strings(xml.decode("utf-8", "replace")))
+
+    def sheet_text(self, xml: bytes) -> str:
+        return sheet_text(xml.decode("utf-8", "replace"), self)
 
     def spell_out(self, match: re.Match[str]) -> str:
         """A marked cell the dict did not know ("\x01 007 \t", an index past the table): by number."""

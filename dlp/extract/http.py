@@ -71,9 +71,9 @@ def extract_request_into(raw: bytes, where: Where, budget: Budget) -> None:
         if line[:1] in (b" ", b"\t") and headers:  # obs-fold
             headers[-1] = (headers[-1][0], headers[-1][1] + " " + line.strip().decode("latin-1"))
             continue
-        name, sep, value = line.partition(b":")
+        field, sep, content = line.partition(b":")
         if sep:
-            headers.append((name.strip().decode("latin-1"), value.strip().decode("latin-1")))
+            headers.append((field.strip().decode("latin-1"), content.strip().decode("latin-1")))
     request_headers(headers, budget)
     if "chunked" in header(headers, "transfer-encoding").lower():
         body, complete = dechunk(body, budget.limits.max_message_bytes)

@@ -14,7 +14,7 @@ import re2
 try:  # the C scanner for regular markup (setup.py builds it); without it, the general path below
     from dlp.extract import _markup
 except ImportError:
-    _markup = None
+    _markup = None  # type: ignore[assignment]
 
 # Structure tags, each rewritten in place to a tag of the same length followed by its separator
 # ("</w:p>" -> "<w:p>\n"): a same-length bytes.replace is a copy plus patches, so cheap. Covers
@@ -197,7 +197,7 @@ def drop_trailing_tabs(text: str) -> str:
 def inline_cdata(data: bytes) -> bytes:
     """CDATA sections as escaped text: their content is text a reader sees, and left as is the scans
     would take it for a tag (or, with a "<" inside, for several)."""
-    out = []
+    out: list[bytes] = []
     pos = 0
     found = data.find(b"<![CDATA[")
     while found >= 0:

@@ -206,13 +206,13 @@ def test_compiled_sheets_take_excel_and_openpyxl_shapes() -> None:
 
 def test_workbook_falls_back_whole_when_one_sheet_is_irregular(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = documents.SharedTable
+    real = documents.shared_strings
 
-    def spy(strings: list[str]) -> SharedTable:
-        calls.append(len(strings))
-        return real(strings)
+    def spy(xml: str) -> list[str]:
+        calls.append(len(real(xml)))
+        return real(xml)
 
-    monkeypatch.setattr(documents, "SharedTable", spy)
+    monkeypatch.setattr(documents, "shared_strings", spy)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("[Content_Types].xml", "<Types/>")
