@@ -39,9 +39,11 @@ C_EXTENSIONS = [Extension("dlp.extract._markup", ["dlp/extract/_markup.c"])]
 
 
 class OptionalBuildExt(build_ext):
-    """A failed compilation leaves the pure-Python modules in place instead of failing the install."""
+    """A failed compilation leaves the pure-Python modules in place instead of failing the install, and
+    never an earlier build of what failed: that would run old code."""
 
     def run(self) -> None:
+        self.failed: set[str] = set()
         try:
             super().run()
         except Exception as error:  # any compiler or linker failure
@@ -51,7 +53,20 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as error:
+            self.failed.add(ext.name)
             _warn(f"compiling {ext.name} failed ({error}); it runs as plain Python (or the general path)")
+            stale = self.get_ext_filename(ext.name)  # an earlier build beside its source (`make`, pip -e)
+            if os.path.exists(stale):
+                _warn(f"removing the earlier build {stale}")
+                os.remove(stale)
+
+    def copy_extensions_to_source(self) -> None:
+        every = self.extensions
+        self.extensions = [ext for ext in every if ext.name not in self.failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = every
 
 
 def _warn(message: str) -> None:

@@ -333,16 +333,20 @@ shared_cell(const char *p, Py_ssize_t lt, Py_ssize_t gt)
     return far ? NOT_REGULAR : 0;
 }
 
-/* What a tag starting "<f" is: FORMULA (opens a formula), 0 (closes itself, or names another
-   element such as <font>), or NOT_REGULAR (a name the Unicode "\b" of _FORMULA may read either way). */
+/* What a tag starting "<f" is to documents._FORMULA ("<f" and a word boundary): FORMULA (opens a
+   formula: "<f>", "<f a>", even "<f/ >"), FORMULA_ALONE (a formula closing itself: "<f/>", "<f a/>"), 0
+   (another element, such as <font>), or NOT_REGULAR (a name the boundary may read either way:
+   punctuation, or a byte of a Unicode letter). */
+enum { FORMULA_ALONE = 3 };
+
 static int
 formula_tag(const char *p, Py_ssize_t lt, Py_ssize_t gt)
 {
     unsigned char next = (unsigned char)p[lt + 2];
-    if (next == '>' || is_space((char)next)) {
-        return p[gt - 1] == '/' ? 0 : FORMULA;
+    if (next == '>' || next == '/' || is_space((char)next)) {
+        return p[gt - 1] == '/' ? FORMULA_ALONE : FORMULA;
     }
-    if (next == '/' || next == '_' || (next >= '0' && next <= '9') || ((next | 0x20) >= 'a' && (next | 0x20) <= 'z')) {
+    if (next == '_' || (next >= '0' && next <= '9') || ((next | 0x20) >= 'a' && (next | 0x20) <= 'z')) {
         return 0;
     }
     return NOT_REGULAR;
@@ -368,10 +372,12 @@ put_shared(Out *out, const char *p, Py_ssize_t from, Py_ssize_t to, PyObject *st
     }
     Py_ssize_t digits = i, index = 0;
     while (i < to && p[i] >= '0' && p[i] <= '9' && i - digits < 13) {
-        index = index * 10 + (p[i] - '0');
         i++;
     }
     Py_ssize_t count = i - digits;
+    for (Py_ssize_t d = digits; d < i && count < 10; d++) {
+        index = index * 10 + (p[d] - '0');  /* 9 digits at most: no overflow */
+    }
     while (i < to && is_blank(p[i])) {
         i++;
     }
@@ -487,8 +493,10 @@ sheet(PyObject *module, PyObject *args)
             if (formulas < 0) {
                 formulas = find(p, n, 0, "</f>", 4) >= 0;
             }
-            int deleted = formulas && kind == 0 && p[gt - 1] == '/'
-                          && (p[lt + 2] == '/' || is_space(p[lt + 2]));
+            int deleted = formulas && kind == FORMULA_ALONE;
+            if (kind == FORMULA_ALONE) {
+                kind = OTHER;
+            }
             if ((kind == FORMULA || deleted) && !any) {
                 regular = 0;  /* deleted before the first tag: what counts as text before it moves */
                 break;
@@ -516,6 +524,10 @@ sheet(PyObject *module, PyObject *args)
             separator = is_tag(p, lt, gt, "</c>", 4) ? "\t" : is_tag(p, lt, gt, "</row>", 6) ? "\n" : NULL;
         }
         else if (p[gt - 1] == '/' && len >= 3) {
+            if (shared_cell(p, lt, gt) != 0) {
+                regular = 0;  /* _SHARED_VALUE may make it an open tag (when a <v> follows): no empty cell */
+                break;
+            }
             if (starts_tag(p, lt, gt, "<row ", 5)) {
                 separator = "\n";
             }
@@ -611,8 +623,8 @@ strings(PyObject *module, PyObject *args)
     else if (end < start) {
         end = start;  /* "</sst>" before the first string: shared_strings reads nothing */
     }
-    if (memchr(p + start, 0, (size_t)(end - start)) != NULL) {
-        result = Py_NewRef(Py_None);  /* shared_strings' own separator */
+    if (memchr(p + start, 0, (size_t)(end - start)) != NULL || memchr(p + start, 1, (size_t)(end - start)) != NULL) {
+        result = Py_NewRef(Py_None);  /* shared_strings' separator; sheet_text's marker, even in a string */
         goto finish;
     }
     Py_ssize_t pos = start, lt = 0, gt = 0, kept_from = start;
@@ -640,9 +652,14 @@ strings(PyObject *module, PyObject *args)
         }
         int ends_string = is_tag(p, lt, gt, "</si>", 5);
         if (!ends_string && starts_tag(p, lt, gt, "<si", 3) && p[gt - 1] == '/') {
-            ends_string = 1;  /* <si/>, <si />: an empty string */
+            ends_string = 1;  /* <si/>, <si />: an empty string (_EMPTY_SI) */
             for (Py_ssize_t i = lt + 3; i < gt - 1; i++) {
-                ends_string &= is_space(p[i]);
+                unsigned char c = (unsigned char)p[i];
+                if (c >= 0x80 || c == 0x0b || c == 0x0c || (c >= 0x1c && c <= 0x1f)) {
+                    result = Py_NewRef(Py_None);  /* maybe whitespace to "\s" (NBSP, ...): maybe an <si/> */
+                    goto finish;
+                }
+                ends_string &= is_space((char)c);
             }
         }
         if (ends_string) {

@@ -174,7 +174,8 @@ def markup_text(xml: str | bytes) -> str:
 def _scanned(data: bytes) -> bytes | None:
     """The compiled scanner's reading of regular markup, tab rules applied; None otherwise."""
     scanner = compiled_scanner()
-    return scanner.text(data, *structure_rules(data), True) if scanner is not None else None
+    # The rules by the part's head without its comments, as _general_markup picks them.
+    return scanner.text(data, *structure_rules(_cut_comments(data)), True) if scanner is not None else None
 
 
 _ATTRIBUTE = re.compile(r"""\s[\w:.\-]+\s*=\s*(?:"([^"<]*)"|'([^'<]*)')""")

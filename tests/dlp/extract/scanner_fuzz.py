@@ -94,6 +94,8 @@ def main() -> None:
         if table is not None and valid:
             assert [s.decode("utf-8", "replace") for s in table.strings] == shared_strings(text), saved(data)
         table = CompiledSheets.read(sst[: rng.randint(0, 3000)]) or CompiledSheets([])
+        if rng.random() < 0.1:  # strings with separators and spaces of their own ("\x01": strings() declines)
+            table = CompiledSheets([rng.choice((b"x\ty", b" ", b"", b"5\n", b"\t", b"\n\t")) for _ in range(4)])
         general = SharedTable([s.decode("utf-8", "replace") for s in table.strings])
         got = table.sheet_text(data)
         if got is not None and valid:
