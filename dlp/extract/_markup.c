@@ -315,15 +315,16 @@ enum { OTHER, FORMULA, SHARED_VALUE };
 #define NOT_REGULAR (-2)
 #define SHARED_REACH 256  /* documents._SHARED_VALUE: t="s" at most this far from its tag's end */
 
-/* Whether the cell tag p[lt:gt+1] says t="s" (or t='s') after a space, as documents._SHARED_VALUE
-   finds it; NOT_REGULAR for one only farther from the tag's end than that pattern reaches. */
+/* Whether the cell tag p[lt:gt+1] says t="s" after a space, as documents._SHARED_VALUE finds it;
+   NOT_REGULAR for one only farther from the tag's end than that pattern reaches. (The t='s' spelling,
+   which sheet_text rewrites everywhere, text included, is left to it: sheet() declines it.) */
 static int
 shared_cell(const char *p, Py_ssize_t lt, Py_ssize_t gt)
 {
     int far = 0;
     for (Py_ssize_t at = lt; at + 6 <= gt; at++) {
-        if (p[at] == ' ' && p[at + 1] == 't' && p[at + 2] == '=' && (p[at + 3] == '"' || p[at + 3] == '\'')
-            && p[at + 4] == 's' && p[at + 5] == p[at + 3]) {
+        if (p[at] == ' ' && p[at + 1] == 't' && p[at + 2] == '=' && p[at + 3] == '"' && p[at + 4] == 's'
+            && p[at + 5] == '"') {
             if (gt - (at + 6) <= SHARED_REACH) {
                 return 1;
             }
@@ -418,8 +419,8 @@ sheet(PyObject *module, PyObject *args)
     const char *p = data.buf;
     Py_ssize_t n = data.len;
     int regular = 1;
-    if (memchr(p, 0, (size_t)n) != NULL || memchr(p, 1, (size_t)n) != NULL) {
-        regular = 0;  /* sheet_text's own markers */
+    if (memchr(p, 0, (size_t)n) != NULL || memchr(p, 1, (size_t)n) != NULL || find(p, n, 0, " t='s'", 6) >= 0) {
+        regular = 0;  /* sheet_text's own markers; the spelling it rewrites wherever it stands */
         goto finish;
     }
     Py_ssize_t region_start = find(p, n, 0, "<sheetData>", 11);
@@ -520,6 +521,10 @@ sheet(PyObject *module, PyObject *args)
         }
         any = 1;
         const char *separator = NULL;
+        if (p[lt + 1] == '/' && p[gt - 1] == '/') {
+            regular = 0;  /* "</...\"/>": an empty cell to sheet_text's '"/>' rule, even so */
+            break;
+        }
         if (p[lt + 1] == '/') {
             separator = is_tag(p, lt, gt, "</c>", 4) ? "\t" : is_tag(p, lt, gt, "</row>", 6) ? "\n" : NULL;
         }

@@ -153,10 +153,9 @@ def compiled_scanner() -> ModuleType | None:
 
 def markup_text(xml: str | bytes) -> str:
     data = xml.encode("utf-8", "surrogatepass") if isinstance(xml, str) else xml
-    raw = _scanned(data)
-    if raw is None and b"<![CDATA[" in data:
+    if b"<![CDATA[" in data:  # before anything else, comments too: a CDATA section may hold "-->"
         data = inline_cdata(data)
-        raw = _scanned(data)
+    raw = _scanned(data)
     tidied = raw is not None
     if raw is None:
         raw = _general_markup(data)

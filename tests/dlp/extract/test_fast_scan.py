@@ -193,6 +193,9 @@ def test_compiled_shared_strings_equal_the_general_reading(tokens: list[str]) ->
     (b'<x><row r="1" t="s"/><v>0</v></c><c><v>9</v></c></x>', [b"s0", b"s1"]),
     (b"<row><c><f/ >SECRET</f><v>1</v></c></row>", []),  # "<f/ >" opens a formula
     (b"<row><c><f/a>SECRET</f><v>1</v></c></row>", []),
+    (b'<sheetData></"/>x</sheetData>', []),  # a closing tag ending '"/>'
+    (b"<sheetData></c t='s'/>x</sheetData>", []),
+    (b"<sheetData><row><c t=\"inlineStr\"><is><t>a t='s'</t></is></c></row></sheetData>", []),  # rewritten in text
 ])
 def test_review_sheet_shapes_read_as_the_general_reading(sheet: bytes, strings: list[bytes]) -> None:
     general = SharedTable([s.decode() for s in strings])
@@ -214,8 +217,9 @@ def test_review_shared_string_shapes_read_as_the_general_reading(sst: bytes) -> 
         assert table.sheet_text(sheet) == sheet_text(sheet.decode(), SharedTable(shared_strings(sst.decode())))
 
 
-def test_review_structure_is_chosen_without_comments(monkeypatch: pytest.MonkeyPatch) -> None:
-    for data in (b"<!--<w:-->a</p>b", b"<!--" + b"x" * 70000 + b"--><w:p>a</w:p>b"):
+def test_review_comment_shapes_read_as_the_general_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    for data in (b"<!--<w:-->a</p>b", b"<!--" + b"x" * 70000 + b"--><w:p>a</w:p>b", b"<!--<![CDATA[-->]]>",
+                 b"<w:p><w:t><!--<![CDATA[-->secret]]></w:t></w:p>", b"<!-- <![CDATA[ --> ]]> -->tail"):
         assert compiled_markup(data) == general_markup(data, monkeypatch)
 
 
