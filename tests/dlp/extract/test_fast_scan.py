@@ -152,6 +152,10 @@ _MARKUP = st.sampled_from([
     "<f-x>", "<f/ >", "<f/a>", "<f/>", '<c r="E1" t="s"/>', "<c r='E2' t='s'/>", '<row r="3" t="s"/>', "<is>",
     "</is>", "<t>", "</t>", "<sheetData>", "</sheetData>", "<!-- c -->", "<![CDATA[1]]>",
     "0", "1", " 2 ", "007", "12345678901", "x", PAN, "&amp;", "\t", "\n", " ", "Zoë", ">", "<", "\x01",
+    # shapes a grammar-based differential fuzz went through (spacing, case, long tags, look-alike names)
+    '<c\tt="s"\nr="A1">', '<c r="A1" t="s" s="1">', '<c t="s" t="s">', f'<c {"y" * 250}="1" t="s">',
+    f'<c t="s" {"y" * 250}="1">', "</c >", "</v >", "<V>", "<F>", "<f:x>", "<fé>", "<f\t/>", "<f\n>x</f>",
+    "<sheetData/>", "<sheetData >", "<rowx>", '</a"/>', "&#9;", "0\t5", " 1\r\n", "1234567890123",
 ])
 
 
@@ -172,7 +176,8 @@ def test_compiled_sheets_equal_the_general_reading_on_any_markup(tokens: list[st
 _SST_MARKUP = st.sampled_from([
     "<si>", "</si>", "<si/>", "<si />", "<t>", "</t>", '<t xml:space="preserve">', "<r>", "</r>", "<rPr><b/></rPr>",
     "<rPh>", "</rPh>", '<rPh sb="0" eb="1">', "</sst>", "<!-- c -->", "a", " ", "\n", "Zoë", "&lt;", ">", "<",
-    "<si\x0b/>", "<si\xa0/>", "<si\t/>", "\x01", "\x011",
+    "<si\x0b/>", "<si\xa0/>", "<si\t/>", "\x01", "\x011", "<si\u3000/>", "<size/>", "<sib/>", '<si a="1">', "</si >",
+    "</sst>x", "<rPh/>", "<rPhx>", "<phoneticPr/>", "<t a='1'>", "&#9;",
 ])
 
 
