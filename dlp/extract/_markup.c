@@ -48,28 +48,30 @@ rfind(const char *p, Py_ssize_t n, const char *lit, Py_ssize_t len)
     return -1;
 }
 
+/* The ">" of the tag whose "<" is at `lt`, or -1 when a "<" or the end comes first (not regular).
+   Tags are short: a plain loop beats memchr calls. */
+static Py_ssize_t
+tag_end(const char *p, Py_ssize_t n, Py_ssize_t lt)
+{
+    const char *q = p + lt + 1, *end = p + n;
+    while (q < end && *q != '>' && *q != '<') {
+        q++;
+    }
+    return q == end || *q == '<' ? -1 : q - p;
+}
+
 /* The next tag in p[from:n]: 1 with its "<" and ">" offsets, 0 when no "<" is left, -1 when a "<"
    has no ">" before the next "<" (not regular). */
 static int
 next_tag(const char *p, Py_ssize_t n, Py_ssize_t from, Py_ssize_t *lt, Py_ssize_t *gt)
 {
-    if (from >= n) {
-        return 0;
-    }
-    const char *open = memchr(p + from, '<', (size_t)(n - from));
+    const char *open = from < n ? memchr(p + from, '<', (size_t)(n - from)) : NULL;
     if (open == NULL) {
         return 0;
     }
-    const char *q = open + 1, *end = p + n;
-    while (q < end && *q != '>' && *q != '<') {
-        q++;
-    }
-    if (q == end || *q == '<') {
-        return -1;
-    }
     *lt = open - p;
-    *gt = q - p;
-    return 1;
+    *gt = tag_end(p, n, *lt);
+    return *gt < 0 ? -1 : 1;
 }
 
 /* Whether the tag p[lt:gt+1] is `lit`, or starts with it. */
@@ -264,16 +266,18 @@ text(PyObject *module, PyObject *args)
         if (open == NULL) {
             break;
         }
-        if (n - start >= 4 && memcmp(open, "<!--", 4) == 0) {  /* cut, whatever it holds */
+        if (n - start >= 4 && memcmp(open, "<!--", 4) == 0) {  /* cut, whatever it holds... */
             Py_ssize_t end = find(p, n, start + 4, "-->", 3);
-            if (end < 0) {
-                regular = 0;
+            if (end < 0 || find(p, end, start + 4, "<![CDATA[", 9) >= 0) {
+                regular = 0;  /* ...but CDATA, which the general path turns into text first: "-->" in it */
                 break;
             }
             pos = end + 3;
             continue;
         }
-        if (next_tag(p, n, start, &lt, &gt) < 0) {
+        lt = start;
+        gt = tag_end(p, n, lt);
+        if (gt < 0) {
             regular = 0;
             break;
         }

@@ -153,9 +153,10 @@ def compiled_scanner() -> ModuleType | None:
 
 def markup_text(xml: str | bytes) -> str:
     data = xml.encode("utf-8", "surrogatepass") if isinstance(xml, str) else xml
-    if b"<![CDATA[" in data:  # before anything else, comments too: a CDATA section may hold "-->"
+    raw = _scanned(data)  # declines any CDATA section, even in a comment
+    if raw is None and b"<![CDATA[" in data:
         data = inline_cdata(data)
-    raw = _scanned(data)
+        raw = _scanned(data)
     tidied = raw is not None
     if raw is None:
         raw = _general_markup(data)
@@ -173,8 +174,16 @@ def markup_text(xml: str | bytes) -> str:
 def _scanned(data: bytes) -> bytes | None:
     """The compiled scanner's reading of regular markup, tab rules applied; None otherwise."""
     scanner = compiled_scanner()
-    # The rules by the part's head without its comments, as _general_markup picks them.
-    return scanner.text(data, *structure_rules(_cut_comments(data)), True) if scanner is not None else None
+    return scanner.text(data, *structure_rules(_uncommented_head(data)), True) if scanner is not None else None
+
+
+def _uncommented_head(data: bytes) -> bytes:
+    """The part's head as _general_markup sees it when it picks the structure rules: comments cut. A
+    comment that starts past the head cannot change it, so the rest of the part is read only when one
+    starts in it."""
+    if data.find(b"<!--", 0, _HEAD + 3) < 0:
+        return data[:_HEAD]
+    return _cut_comments(data)[:_HEAD]
 
 
 _ATTRIBUTE = re.compile(r"""\s[\w:.\-]+\s*=\s*(?:"([^"<]*)"|'([^'<]*)')""")
