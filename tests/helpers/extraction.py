@@ -1,6 +1,9 @@
-"""Views of an Extraction that the extraction tests assert on."""
+"""Views of an Extraction that the extraction tests assert on, and the zip files they feed it."""
 
 from __future__ import annotations
+
+import io
+import zipfile
 
 from dlp.extract import Extraction
 from dlp.model import Reason
@@ -17,3 +20,12 @@ def parts(e: Extraction) -> dict[str, str]:
 def reasons(e: Extraction) -> set[Reason]:
     """Why anything was not inspected."""
     return {u.reason for u in e.uninspected}
+
+
+def make_zip(members: dict[str, str | bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip file of these members, in this order."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()

@@ -17,20 +17,12 @@ import pytest
 from dlp.config import Limits
 from dlp.extract import extract, extract_file
 from dlp.model import ContentKind, Reason
-from tests.helpers.extraction import parts, reasons
+from tests.helpers.extraction import make_zip, parts, reasons
 from tests.helpers.measure import peak_memory
 
 PAN = "4111111111111111"
 CSV = f"name,card\nBob,{PAN}\n".encode()
 MiB = 1024 * 1024
-
-
-def make_zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
 
 
 def make_tar(members: dict[str, bytes]) -> bytes:

@@ -4,7 +4,6 @@ PDF, RTF, encrypted Office and PDF, images, corrupt files."""
 from __future__ import annotations
 
 import io
-import zipfile
 
 import docx
 import openpyxl
@@ -14,17 +13,9 @@ from pypdf import PdfReader, PdfWriter
 from dlp.bench.extract import assemble_pdf
 from dlp.extract import extract_file
 from dlp.model import Reason
-from tests.helpers.extraction import parts, reasons
+from tests.helpers.extraction import make_zip, parts, reasons
 
 PAN = "4111111111111111"
-
-
-def make_zip(members: dict[str, str | bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
 
 
 def make_pdf(*page_streams: bytes, image: bool = False) -> bytes:

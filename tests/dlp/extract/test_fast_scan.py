@@ -19,6 +19,7 @@ from dlp.extract import documents, extract_file, xmltext
 from dlp.extract.documents import SharedTable, shared_strings, sheet_text
 from dlp.extract.sheets import CompiledSheets
 from dlp.model import Reason
+from tests.helpers.extraction import make_zip
 from tests.helpers.measure import peak_memory
 
 PAN = "4556737586899855"
@@ -281,23 +282,15 @@ def test_workbook_falls_back_whole_when_one_sheet_is_irregular(monkeypatch: pyte
 # -------------------------------------------------------------------------------------------- zip
 
 
-def _zip(members: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", method) as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
 def test_member_reader_stored_and_deflated() -> None:
     for method in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        e = extract_file(_zip({"a.txt": f"card {PAN}\n".encode() * 5000, "b.txt": b""}, method), "x.zip")
+        e = extract_file(make_zip({"a.txt": f"card {PAN}\n".encode() * 5000, "b.txt": b""}, method), "x.zip")
         assert not e.uninspected
         assert e.parts[0].text.count(PAN) == 5000
 
 
 def test_member_reader_bad_crc_and_truncation_are_undecodable() -> None:
-    data = bytearray(_zip({"a.txt": f"card {PAN}".encode() * 100}))
+    data = bytearray(make_zip({"a.txt": f"card {PAN}".encode() * 100}))
     central = data.rfind(b"PK\x01\x02")
     struct.pack_into("<I", data, central + 16, struct.unpack_from("<I", data, central + 16)[0] ^ 1)
     local = data.find(b"PK\x03\x04")
@@ -307,7 +300,7 @@ def test_member_reader_bad_crc_and_truncation_are_undecodable() -> None:
     # deflate data cut short inside the member (sizes still say more)
     raw = zlib.compressobj(6, zlib.DEFLATED, -15)
     packed = raw.compress(bytes(range(256)) * 400) + raw.flush()
-    good = _zip({"b.bin": bytes(range(256)) * 400})
+    good = make_zip({"b.bin": bytes(range(256)) * 400})
     start = good.find(packed[:16])
     assert start > 0
     half = len(packed) // 2
