@@ -3,8 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The detection hot path that setup.py compiles with mypyc into modules beside their sources: rebuilt
-# whenever one of these sources changes, so that an edited .py never hides behind a stale .so.
+# The hot paths that setup.py compiles into modules beside their sources (the detectors with mypyc, the
+# office-markup scanner from C): rebuilt whenever one of these sources changes, so that an edited source
+# never hides behind a stale .so.
 NATIVE := $(VENV)/.native
 NATIVE_SOURCES := setup.py $(shell sed -n 's/^    "\(.*\.py\)",$$/\1/p' setup.py) $(wildcard dlp/*/*.c)  # COMPILED, C
 DATA_DIR ?= $(CURDIR)/.dlp-data
